@@ -1,0 +1,186 @@
+"""Command-line parsing only: each subcommand calls one function elsewhere in the package."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any, Sequence
+
+from erase.errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (plus exit code 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with a YAML-typed value: --set alpha=0.01 --set mask_ratio=0.3."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that unlearns and writes a run folder."""
+    p.add_argument("--method", default="salun", help="unlearning method (see `erase list`)")
+    p.add_argument("--objective", help="override the method's forget objective: ga, relabel, esd, adaptive-ga")
+    p.add_argument("--params", help="override the parameter selection: all, saliency, ...")
+    p.add_argument("--steps", help="unlearning steps (default: the recipe's for this method)")
+    p.add_argument("--lr", help="learning rate")
+    p.add_argument("--batch-size", help="forget and retain batch size")
+    p.add_argument("--seed", type=int, default=0, help="seed for data order, noise and evaluation samples")
+    p.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
+                   help="a method setting, e.g. --set alpha=0.01 --set mask_ratio=0.3")
+    p.add_argument("--weights", help="local folder with the model's weights (diffusers layout)")
+    p.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
+                   help="random: random weights of the recipe's architecture (speed measurements)")
+    p.add_argument("--out", help="run folder (default runs/<date>-<model>-<method>-<target>)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
+    p.add_argument("--checkpoint-every", type=int, help="save resumable state every N steps")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints/ after success")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    p.add_argument("--samples", type=int, help="evaluation samples per retained class")
+    p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
+    p.add_argument("--allow-download", action="store_true", help="allow model hub access (off by default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="erase", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.description = ("Make a trained image generator or classifier forget a class or a concept, "
+                          "and measure that it did.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    p = sub.add_parser("class", help="forget a class of a class-conditional generator (DDPM, DiT)")
+    p.add_argument("--model", default="ddpm-digits", help="model name (see `erase list`) or a model folder")
+    p.add_argument("--forget", action="append", help="class id or name to forget (repeat for several)")
+    add_run_options(p)
+
+    p = sub.add_parser("sample", help="sample a grid from a model: one row per class")
+    p.add_argument("--model", default="ddpm-digits", help="model name or a model folder (runs/<run>/model)")
+    p.add_argument("--classes", default="0-9", help="classes, e.g. 0-9, 3 or 1,4,7")
+    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--out", default="grid.png", help="PNG file to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance-scale", type=float)
+    p.add_argument("--inference-steps", type=int)
+    p.add_argument("--weights")
+    p.add_argument("--init", default="pretrained", choices=["pretrained", "random"])
+
+    sub.add_parser("list", help="models, methods, parameter selections, objectives, metrics, worlds")
+
+    p = sub.add_parser("pretrain", help="rebuild an embedded model (and its probe) from scratch")
+    p.add_argument("name", help="an embedded model, e.g. ddpm-digits")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int, help="override the recipe's training steps")
+    return parser
+
+
+def _hyper(args) -> dict[str, Any]:
+    return dict(args.settings)
+
+
+def _evaluate_overrides(args) -> dict[str, Any]:
+    out = {}
+    if args.samples is not None:
+        out["samples_per_class"] = args.samples
+    if args.forget_samples is not None:
+        out["forget_samples"] = args.forget_samples
+    return out
+
+
+def cmd_class(args, command_line: str) -> int:
+    from erase.unlearn import resolve_config, resume_class, run_class
+
+    if args.resume:
+        folder = resume_class(args.resume, command_line)
+    else:
+        config, recipe = resolve_config(
+            "class", args.model, args.method, args.forget or [], objective=args.objective, params=args.params,
+            steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, hyper=_hyper(args),
+            evaluate=_evaluate_overrides(args), weights=args.weights, init=args.init, out=args.out,
+            checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+            mixed_precision=args.mixed_precision)
+        folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
+    print_run_result(folder)
+    return 0
+
+
+def print_run_result(folder) -> None:
+    import json
+
+    report = json.loads((folder / "EVAL.json").read_text())
+    print(f"run folder: {folder}")
+    for name in ("original", "unlearned"):
+        m = report["metrics"].get(name, {})
+        if "unlearning_accuracy" in m:
+            print(f"{name:>9}: unlearning accuracy {m['unlearning_accuracy']:.1%}, "
+                  f"retained accuracy {m['retained_accuracy']:.1%}"
+                  + (f", fid_probe {m['fid_probe']:.2f}" if "fid_probe" in m else ""))
+        elif "skipped" in m:
+            print(f"{name:>9}: {m['skipped']}")
+    print(f"    total: {report['seconds']['total']:.0f} s")
+
+
+def cmd_sample(args, command_line: str) -> int:
+    from erase.sampling_command import sample_grid
+
+    path = sample_grid(args.model, args.classes, args.per_class, args.out, args.seed, args.guidance_scale,
+                       args.inference_steps, args.weights, args.init)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args, command_line: str) -> int:
+    from erase.listing import listing
+
+    print(listing())
+    return 0
+
+
+def cmd_pretrain(args, command_line: str) -> int:
+    import json
+
+    from erase.pretrain import pretrain
+
+    record = pretrain(args.name, seed=args.seed, steps=args.steps)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrain": cmd_pretrain}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "allow_download", False):
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "0"
+        os.environ["TRANSFORMERS_OFFLINE"] = "0"
+    from erase.train import Interrupted
+
+    command_line = "python -m erase " + " ".join(shlex.quote(a) for a in argv)
+    try:
+        return COMMANDS[args.command](args, command_line)
+    except UserError as exc:
+        print(f"erase {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        where = f"; continue with `python -m erase {args.command} --resume {exc.checkpoint.parent.parent}`" \
+            if exc.checkpoint else ""
+        print(f"erase {args.command}: interrupted at step {exc.step}{where}", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"erase {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Judging a run: probe accuracy (unlearning/retained), FID, nudity, MIA, and the reports."""

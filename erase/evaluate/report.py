@@ -1,0 +1,72 @@
+"""SUMMARY.md: a short human table of a run's EVAL.json, with its grids."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from erase.runs import write_text_atomic
+
+HEADLINE = [
+    ("unlearning_accuracy", "unlearning accuracy (higher = more forgotten)", "{:.1%}"),
+    ("retained_accuracy", "retained accuracy", "{:.1%}"),
+    ("fid_probe", "fid_probe (retained classes, probe features)", "{:.2f}"),
+    ("fid_clean", "FID (clean-fid, Inception)", "{:.2f}"),
+    ("nudity_rate", "nudity rate", "{:.1%}"),
+]
+
+
+def _cell(metrics: dict[str, Any], key: str, fmt: str) -> str:
+    value = metrics.get(key)
+    return fmt.format(value) if isinstance(value, (int, float)) else "-"
+
+
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    columns = [name for name in ("original", "unlearned", "retrained") if name in metrics]
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for key, label, fmt in HEADLINE:
+        if any(key in metrics[c] for c in columns):
+            lines.append(f"| {label} | " + " | ".join(_cell(metrics[c], key, fmt) for c in columns) + " |")
+    return lines
+
+
+def per_class_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    columns = [c for c in ("original", "unlearned") if "per_class_accuracy" in metrics.get(c, {})]
+    if not columns:
+        return []
+    names = list(metrics[columns[0]]["per_class_accuracy"])
+    lines = ["| class | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name in names:
+        cells = [f"{metrics[c]['per_class_accuracy'].get(name, float('nan')):.1%}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_summary(folder: Path, report: dict[str, Any]) -> None:
+    metrics = report["metrics"]
+    target = report["target"]
+    seconds = report["seconds"]
+    lines = [
+        f"# {report['model']}: forget {target['kind']} {target['name']} with {report['method']}",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"objective `{report.get('objective')}`, parameters `{report.get('params')}`, {report['steps']} steps, "
+        f"seed {report['seed']}; unlearning {seconds['unlearn']:.1f} s (+{seconds.get('prepare', 0):.1f} s "
+        f"set-up), evaluation {seconds['evaluate']:.1f} s, total {seconds['total']:.1f} s.",
+        "",
+        *metrics_table(metrics),
+        "",
+    ]
+    for name, values in metrics.items():
+        if "skipped" in values:
+            lines += [f"- {name}: {values['skipped']}", ""]
+    unlearned = metrics.get("unlearned", {})
+    if "forget_samples" in unlearned:
+        lo, hi = unlearned["unlearning_accuracy_ci95"]
+        lines += [f"Unlearning accuracy from {unlearned['forget_samples']} samples of the forgotten target "
+                  f"(95 % Wilson interval {lo:.1%} to {hi:.1%}).", ""]
+    lines += ["## Samples (same seeds before and after)", "", "![before and after](grids/before_after.png)", ""]
+    per_class = per_class_table(metrics)
+    if per_class:
+        lines += ["## Probe accuracy per class", "", *per_class, ""]
+    write_text_atomic(folder / "SUMMARY.md", "\n".join(lines))

@@ -1,0 +1,40 @@
+"""`erase list`: what this installation knows: models, methods, selections, objectives, metrics, worlds."""
+from __future__ import annotations
+
+from erase.config import load_recipe, recipe_names
+from erase.data.worlds import world_names
+from erase.methods import method_class, method_names
+from erase.methods.selection import selection_names
+from erase.tasks.base import OBJECTIVES
+
+METRICS = {
+    "unlearning_accuracy": "1 - probe accuracy on samples of the forgotten target (higher = more forgotten)",
+    "retained_accuracy": "mean probe accuracy on samples of every retained class",
+    "per_class_accuracy": "probe accuracy on samples of each class",
+    "fid_probe": "Frechet distance of retained-class samples vs real images, on the probe's features",
+}
+
+
+def _model_line(name: str) -> str:
+    recipe = load_recipe(name)
+    folder = recipe.weights_dir
+    state = "weights present" if folder is not None and folder.is_dir() else "weights missing"
+    return f"  {name:<16} {recipe.family:<6} {recipe.num_classes:>4} classes  {state}"
+
+
+def _method_line(name: str) -> str:
+    cls = method_class(name)
+    defaults = ", ".join(f"{k}={v}" for k, v in cls.hyper_defaults().items())
+    return (f"  {name:<12} objective={cls.objective or '-'} params={cls.params}: {cls.summary}\n"
+            f"  {'':<12} defaults: {defaults}")
+
+
+def listing() -> str:
+    lines = ["models (--model):", *(_model_line(n) for n in recipe_names()), "",
+             "methods (--method):", *(_method_line(n) for n in method_names()), "",
+             f"objectives (--objective): {', '.join(OBJECTIVES)}",
+             f"parameter selections (--params): {', '.join(selection_names())}",
+             "  any method combines with any objective its task defines and any selection", "",
+             "metrics:", *(f"  {k:<20} {v}" for k, v in METRICS.items()), "",
+             f"embedded worlds: {', '.join(world_names())}"]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The Method contract: combine task losses into parameter updates. Methods never look inside a model family.
+
+A method is (objective x update rule x parameter selection). The class fixes the update rule in `step`
+and declares defaults for the other two axes, which `--objective` and `--params` override.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from erase.errors import UserError
+from erase.methods.selection import MaskedOptimizerStep, selection_class
+from erase.tasks.base import OBJECTIVES
+
+# Hyperparameters every method understands: objective options and gradient clipping.
+COMMON_DEFAULTS: dict[str, Any] = {"clip": 1.0, "esd_eta": 1.0, "adaptive_power": 0.5}
+
+
+class Method:
+    """Base class; subclasses set the class attributes and implement `step`."""
+
+    name = "method"
+    summary = ""
+    objective: str | None = None  # default forget objective; None = the method does not use forget data
+    params = "all"  # default parameter selection
+    defaults: dict[str, Any] = {}
+    uses_forget = True
+    uses_retain = True
+
+    def __init__(self, objective: str | None = None, params: str | None = None, **hyper: Any):
+        if objective is not None and objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+        self.objective = objective or type(self).objective
+        self.params = params or type(self).params
+        selection_cls = selection_class(self.params)
+        allowed = self.hyper_defaults(selection_cls)
+        unknown = sorted(set(hyper) - set(allowed))
+        if unknown:
+            raise UserError(
+                f"unknown setting {unknown[0]!r} for method {self.name} with params {self.params}: "
+                f"known settings are {', '.join(sorted(allowed))}"
+            )
+        self.hyper = {**allowed, **hyper}
+        self.selection = selection_cls(self.hyper)
+        self.apply_update: MaskedOptimizerStep | None = None
+        self.accelerator = None
+        self.total_steps = 0
+
+    @classmethod
+    def hyper_defaults(cls, selection_cls=None) -> dict[str, Any]:
+        """Defaults of this method (own, inherited, common) and of its parameter selection."""
+        merged: dict[str, Any] = dict(COMMON_DEFAULTS)
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "defaults", {}))
+        selection_cls = selection_cls or selection_class(cls.params)
+        merged.update(selection_cls.defaults)
+        return copy.deepcopy(merged)
+
+    # -- set-up, called once by the trainer -------------------------------------------------------------
+    def prepare(self, model, task, forget_loader, retain_loader, accelerator, total_steps: int) -> None:
+        """Compute the parameter selection; freeze tensors it excludes entirely."""
+        self.accelerator = accelerator
+        self.total_steps = total_steps
+        if self.objective == "esd":
+            task.set_reference(frozen_copy(model))
+        self.selection.prepare(model, task, forget_loader, self.objective, accelerator)
+        masks = self.selection.masks
+        if masks:
+            for name, p in model.named_parameters():
+                if name in masks and not bool(masks[name].any()):
+                    p.requires_grad_(False)
+
+    def bind_optimizer_step(self, model) -> None:
+        """Called after the optimizer exists: the masked step helper sees the final trainable tensors."""
+        self._model = model
+        self.apply_update = MaskedOptimizerStep(model, self.selection.masks)
+
+    # -- one unlearning step ----------------------------------------------------------------------------
+    def step(self, model, task, forget_batch, retain_batch, optimizer, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def update(self, loss: torch.Tensor, optimizer, step: int, clip: float | None = None) -> None:
+        """backward -> mask -> clip -> optimizer step -> restore masked-out weights."""
+        self.accelerator.backward(loss)
+        masks = self.selection.step_masks(self._model, step)
+        if masks is not self.apply_update.masks:
+            self.apply_update.set_masks(masks)
+        self.apply_update(optimizer, self.hyper["clip"] if clip is None else clip)
+
+    def forget_loss(self, task, model, batch) -> torch.Tensor:
+        return task.forget_loss(model, batch, self.objective, **self.hyper)
+
+    # -- checkpointing (accelerate register_for_checkpointing) ------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"selection": self.selection.state_dict(), "method": self.extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.selection.load_state_dict(state["selection"])
+        self.load_extra_state(state["method"])
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific state to checkpoint (multipliers, slow weights...)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "objective": self.objective, "params": self.params, **self.hyper}
+
+
+def frozen_copy(model) -> torch.nn.Module:
+    reference = copy.deepcopy(model).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    return reference

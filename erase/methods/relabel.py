@@ -1,0 +1,16 @@
+"""Relabel (SalUn's "RL"): forget samples trained toward another class, plus alpha times the retain loss."""
+from erase.methods import register
+from erase.methods.base import Method
+
+
+@register("relabel")
+class Relabel(Method):
+    summary = "forget objective + alpha * retain loss"
+    objective = "relabel"
+    defaults = {"alpha": 1e-3}
+
+    def step(self, model, task, forget_batch, retain_batch, optimizer, step):
+        forget = self.forget_loss(task, model, forget_batch)
+        retain = task.retain_loss(model, retain_batch)
+        self.update(forget + self.hyper["alpha"] * retain, optimizer, step)
+        return {"forget_loss": forget.item(), "retain_loss": retain.item()}

@@ -1,0 +1,144 @@
+"""Parameter selection, the third axis of a method: which weights may move, as per-tensor masks.
+
+A selection yields {parameter name: bool mask}. Tensors whose mask is all False are frozen outright; the
+rest have their gradients masked and their masked-out entries restored after every optimizer step (SalUn's
+fix: momentum and weight decay otherwise move "frozen" weights).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch.nn.utils import clip_grad_norm_
+
+from erase.errors import UserError
+
+Masks = dict[str, torch.Tensor]
+_SELECTIONS: dict[str, type["Selection"]] = {}
+
+
+def register_selection(name: str) -> Callable[[type["Selection"]], type["Selection"]]:
+    def wrap(cls: type["Selection"]) -> type["Selection"]:
+        cls.name = name
+        _SELECTIONS[name] = cls
+        return cls
+
+    return wrap
+
+
+def selection_names() -> list[str]:
+    return sorted(_SELECTIONS)
+
+
+def selection_class(name: str) -> type["Selection"]:
+    if name not in _SELECTIONS:
+        raise UserError(f"unknown parameter selection {name!r}: use one of {', '.join(selection_names())}")
+    return _SELECTIONS[name]
+
+
+class Selection:
+    """Base: everything trains. Subclasses fill `self.masks` in `prepare` (or per step)."""
+
+    name = "all"
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, hyper: dict[str, Any]):
+        self.hyper = hyper
+        self.masks: Masks | None = None
+
+    def prepare(self, model, task, forget_loader, objective: str | None, accelerator) -> None:
+        """Compute masks once, before unlearning starts."""
+
+    def step_masks(self, model, step: int) -> Masks | None:
+        """Masks for this step; static selections return the ones from `prepare`."""
+        return self.masks
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": self.masks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.masks = state["masks"]
+
+
+@register_selection("all")
+class AllParameters(Selection):
+    pass
+
+
+def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | None, square: bool) -> Masks:
+    """Sum over batches of the gradient (or its square) of `loss_fn`; each batch's gradient clipped first."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    total = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    for batch in batches:
+        model.zero_grad(set_to_none=True)
+        accelerator.backward(loss_fn(batch))
+        if clip:
+            clip_grad_norm_(list(params.values()), clip)
+        for n, p in params.items():
+            if p.grad is not None:
+                g = p.grad.detach().float()
+                total[n] += g * g if square else g
+    model.zero_grad(set_to_none=True)
+    return total
+
+
+def top_fraction_masks(scores: Masks, fraction: float) -> Masks:
+    """Keep the top `fraction` of all entries of all tensors by one global ranking (ties broken by order)."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"mask_ratio must be in (0, 1], got {fraction}")
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    keep = int(round(fraction * flat.numel()))
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if keep > 0:
+        chosen[torch.topk(flat, keep, sorted=False).indices] = True
+    masks, offset = {}, 0
+    for name, s in scores.items():
+        masks[name] = chosen[offset: offset + s.numel()].view_as(s)
+        offset += s.numel()
+    return masks
+
+
+@register_selection("saliency")
+class Saliency(Selection):
+    """SalUn: |sum of forget-loss gradients|, top `mask_ratio` of all weights by one global ranking."""
+
+    defaults = {"mask_ratio": 0.5, "mask_clip": 1.0}
+
+    def prepare(self, model, task, forget_loader, objective, accelerator) -> None:
+        grads = accumulate_gradients(
+            model, forget_loader, lambda b: task.saliency_loss(model, b), accelerator,
+            clip=self.hyper["mask_clip"], square=False,
+        )
+        self.masks = top_fraction_masks({n: g.abs() for n, g in grads.items()}, self.hyper["mask_ratio"])
+
+
+class MaskedOptimizerStep:
+    """Apply masks to gradients, clip, step, and put masked-out weights back where they were."""
+
+    def __init__(self, model, masks: Masks | None):
+        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.masks = masks
+        self.originals: dict[str, torch.Tensor] = {}
+        self.set_masks(masks)
+
+    def set_masks(self, masks: Masks | None) -> None:
+        self.masks = masks
+        self.originals = {}
+        if masks:
+            for name, mask in masks.items():
+                if name in self.params and not bool(mask.all()):
+                    self.originals[name] = self.params[name].detach().clone()
+
+    def __call__(self, optimizer, clip: float | None) -> None:
+        if self.masks:
+            for name, p in self.params.items():
+                if p.grad is not None and name in self.masks:
+                    p.grad.mul_(self.masks[name].to(p.grad.dtype))
+        if clip:
+            clip_grad_norm_(list(self.params.values()), clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, original in self.originals.items():
+                p = self.params[name]
+                p.copy_(torch.where(self.masks[name].to(p.device), p, original))

@@ -1,0 +1,83 @@
+"""Sampling and labelled grids: one row per class (or prompt), the same seeds for every model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from diffusers.utils import make_image_grid
+from PIL import Image, ImageDraw, ImageFont
+
+from erase.errors import UserError
+
+TILE = 48  # pixels per sample in a grid; small worlds are upscaled (nearest) so digits stay crisp
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """Images in [-1, 1] (N, C, H, W) -> PIL images."""
+    array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    mode = "L" if array.shape[-1] == 1 else "RGB"
+    return [Image.fromarray(a[..., 0] if mode == "L" else a, mode=mode).convert("RGB") for a in array]
+
+
+def _font(size: int = 14) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def labelled_grid(rows: Sequence[list[Image.Image]], row_labels: Sequence[str], title: str | None = None,
+                  tile: int = TILE) -> Image.Image:
+    """A grid with one labelled row per class/prompt (diffusers' make_image_grid does the tiling)."""
+    cols = max(len(r) for r in rows)
+    tiles = [img.resize((tile, tile), Image.NEAREST) for row in rows for img in row]
+    grid = make_image_grid(tiles, rows=len(rows), cols=cols)
+    font = _font()
+    label_width = max(40, 8 + max(int(font.getlength(s)) for s in row_labels))
+    top = 24 if title else 0
+    canvas = Image.new("RGB", (label_width + grid.width, top + grid.height), "white")
+    canvas.paste(grid, (label_width, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((label_width, 4), title, fill="black", font=font)
+    for i, label in enumerate(row_labels):
+        draw.text((4, top + i * tile + tile // 2 - 7), label, fill="black", font=font)
+    return canvas
+
+
+def class_rows(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], per_row: int):
+    """The first `per_row` samples of each class, in class order."""
+    pil = to_pil(images)
+    return [[pil[i] for i in (labels == c).nonzero().flatten()[:per_row].tolist()] for c in classes]
+
+
+def side_by_side(left: Image.Image, right: Image.Image, gap: int = 16) -> Image.Image:
+    canvas = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), "white")
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + gap, 0))
+    return canvas
+
+
+def parse_classes(text: str, num_classes: int, resolve) -> list[int]:
+    """'0-9', '3', '1,4,7' or class names -> class ids (validated by `resolve`)."""
+    chosen: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            raise UserError(f"empty entry in class list {text!r}: write e.g. 0-9 or 1,4,7")
+        if "-" in part and all(p.strip().isdigit() for p in part.split("-", 1)):
+            lo, hi = (int(p) for p in part.split("-", 1))
+            if lo > hi:
+                raise UserError(f"class range {part!r} runs backwards: write {hi}-{lo}")
+            chosen += [resolve(i) for i in range(lo, hi + 1)]
+        else:
+            chosen.append(resolve(part))
+    return chosen
+
+
+def save_image_atomic(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)

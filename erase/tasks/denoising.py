@@ -1,0 +1,113 @@
+"""Denoising losses for diffusion models (DDPM, DiT, Stable Diffusion) behind one adapter interface.
+
+The task only knows epsilon-prediction at random timesteps. What differs between families (how the model
+is called, what conditioning looks like, whether images go through a VAE first) sits in a
+`DenoiserAdapter` that each family file in erase/models provides.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from erase.tasks.base import Task
+
+
+class DenoiserAdapter:
+    """How the denoising task talks to one model family. Conditioning is opaque to the task."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] to the space the denoiser works in (identity for pixel models)."""
+        return images
+
+    def condition(self, batch) -> torch.Tensor:
+        """The conditioning of a batch, ready for `predict`."""
+        raise NotImplementedError
+
+    def relabel_condition(self, batch) -> torch.Tensor:
+        """The conditioning that forget samples are redirected to (another class, an anchor prompt)."""
+        raise NotImplementedError
+
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """The unconditional branch of classifier-free guidance, same batch size as `cond`."""
+        raise NotImplementedError
+
+    def drop_condition(self, cond: torch.Tensor, probability: float) -> torch.Tensor:
+        """Replace a random fraction of the conditioning by the null condition (CFG training)."""
+        if probability <= 0:
+            return cond
+        drop = torch.rand(cond.shape[0], device=cond.device) < probability
+        null = self.null_condition(cond)
+        return torch.where(drop.view(-1, *([1] * (cond.dim() - 1))), null, cond)
+
+    def predict(self, model, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The model's epsilon prediction (only the epsilon channels for learned-sigma models)."""
+        raise NotImplementedError
+
+
+def _per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(pred.float(), target.float(), reduction="none").flatten(1).mean(1)
+
+
+class DenoisingTask(Task):
+    """Epsilon-prediction MSE at random timesteps; conditioning through the family's adapter."""
+
+    name = "denoising"
+
+    def __init__(self, adapter: DenoiserAdapter, noise_scheduler, cond_drop: float = 0.1,
+                 saliency_guidance: float = 1.0, antithetic: bool = True):
+        self.adapter = adapter
+        self.noise_scheduler = noise_scheduler
+        self.cond_drop = cond_drop
+        self.saliency_guidance = saliency_guidance
+        self.antithetic = antithetic
+        self.reference = None
+
+    def noised(self, batch):
+        """x0 -> (x_t, t, noise); antithetic timesteps (t, T-1-t) as in SalUn's reference."""
+        x0 = self.adapter.encode(batch["x"])
+        steps = self.noise_scheduler.config.num_train_timesteps
+        n = x0.shape[0]
+        if self.antithetic:
+            half = torch.randint(0, steps, ((n + 1) // 2,), device=x0.device)
+            t = torch.cat([half, steps - 1 - half])[:n]
+        else:
+            t = torch.randint(0, steps, (n,), device=x0.device)
+        noise = torch.randn_like(x0)
+        return self.noise_scheduler.add_noise(x0, noise, t), t, noise
+
+    def guided(self, model, x_t, t, cond, scale: float) -> torch.Tensor:
+        if scale == 1.0:
+            return self.adapter.predict(model, x_t, t, cond)
+        eps_cond = self.adapter.predict(model, x_t, t, cond)
+        eps_null = self.adapter.predict(model, x_t, t, self.adapter.null_condition(cond))
+        return eps_null + scale * (eps_cond - eps_null)
+
+    def training_loss(self, model, batch) -> torch.Tensor:
+        x_t, t, noise = self.noised(batch)
+        cond = self.adapter.drop_condition(self.adapter.condition(batch), self.cond_drop)
+        return _per_sample_mse(self.adapter.predict(model, x_t, t, cond), noise)
+
+    def relabel_loss(self, model, batch) -> torch.Tensor:
+        """Forget samples' prediction pulled to the model's own prediction for the relabel condition."""
+        x_t, t, _ = self.noised(batch)
+        with torch.no_grad():
+            target = self.adapter.predict(model, x_t, t, self.adapter.relabel_condition(batch))
+        return _per_sample_mse(self.adapter.predict(model, x_t, t, self.adapter.condition(batch)), target)
+
+    def esd_loss(self, model, batch, eta: float) -> torch.Tensor:
+        """ESD target from the frozen reference: eps*(null) - eta * (eps*(c) - eps*(null))."""
+        if self.reference is None:
+            raise RuntimeError("esd objective needs task.set_reference(frozen_model) first")
+        x_t, t, _ = self.noised(batch)
+        cond = self.adapter.condition(batch)
+        with torch.no_grad():
+            eps_cond = self.adapter.predict(self.reference, x_t, t, cond)
+            eps_null = self.adapter.predict(self.reference, x_t, t, self.adapter.null_condition(cond))
+            target = eps_null - eta * (eps_cond - eps_null)
+        return _per_sample_mse(self.adapter.predict(model, x_t, t, cond), target)
+
+    def saliency_loss(self, model, batch) -> torch.Tensor:
+        """SalUn's mask loss: denoising loss on forget data with the guided prediction."""
+        x_t, t, noise = self.noised(batch)
+        pred = self.guided(model, x_t, t, self.adapter.condition(batch), self.saliency_guidance)
+        return _per_sample_mse(pred, noise).mean()

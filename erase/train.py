@@ -1,0 +1,209 @@
+"""The single unlearning loop: accelerate for devices/precision/processes, progress, checkpoint and resume.
+
+Every method and every task runs through `unlearn`. Batches and randomness of step k depend only on
+(seed, k), so a run resumed from a checkpoint at step k ends with the same weights as one never stopped.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import send_to_device, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from erase.data.sampling import full_pass_loader, step_loader
+
+CHECKPOINT_PREFIX = "step-"
+
+
+@dataclass
+class TrainSettings:
+    steps: int
+    lr: float
+    batch_size: int
+    seed: int = 0
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    lr_schedule: str = "constant"  # any diffusers.optimization schedule name: constant, cosine, linear...
+    warmup_steps: int = 0
+    ema_decay: float = 0.0  # > 0 keeps an EMA of the weights and returns it (pretraining recipes)
+    checkpoint_every: int = 0
+    mixed_precision: str = "no"
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]
+    prepare_seconds: float
+    train_seconds: float
+    resumed_from: int = 0
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written at `step`."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+@dataclass
+class Progress:
+    """Step counter and loss history, checkpointed with the rest of the state."""
+
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "history": json.dumps(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.history = json.loads(state["history"])
+
+
+@contextmanager
+def stop_requests():
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    raise ValueError(f"unknown optimizer {settings.optimizer!r}")
+
+
+def make_lr_schedule(optimizer, settings: TrainSettings):
+    name = settings.lr_schedule
+    if name == "constant" and settings.warmup_steps:
+        name = "constant_with_warmup"
+    return get_scheduler(name, optimizer, num_warmup_steps=settings.warmup_steps,
+                         num_training_steps=max(1, settings.steps))
+
+
+def latest_checkpoint(folder: Path | None) -> Path | None:
+    if folder is None or not folder.is_dir():
+        return None
+    done = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if (p / "DONE").is_file()]
+    return max(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path, step: int) -> Path:
+    """accelerate save_state into step-K; the DONE marker makes a half-written checkpoint invisible."""
+    target = folder / f"{CHECKPOINT_PREFIX}{step}"
+    accelerator.save_state(str(target))
+    if accelerator.is_main_process:
+        (target / "DONE").write_text(str(step))
+        for old in folder.glob(f"{CHECKPOINT_PREFIX}*"):  # keep only the newest
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def _batches(loader, device):
+    for batch in loader:
+        yield send_to_device(batch, device)
+
+
+def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings,
+            checkpoint_dir: Path | None = None, history_path: Path | None = None,
+            accelerator: Accelerator | None = None) -> TrainResult:
+    """Run `method` for `settings.steps` steps; resume from `checkpoint_dir` when it holds a checkpoint."""
+    accelerator = accelerator or Accelerator(mixed_precision=settings.mixed_precision)
+    set_seed(settings.seed)
+    model.to(accelerator.device).train()
+
+    started = time.perf_counter()
+    mask_batches = (list(_batches(full_pass_loader(forget_set, settings.batch_size), accelerator.device))
+                    if forget_set is not None and len(forget_set) else [])
+    method.prepare(model, task, mask_batches, retain_set, accelerator, settings.steps)
+    prepare_seconds = time.perf_counter() - started
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(trainable, settings)
+    schedule = make_lr_schedule(optimizer, settings)
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    method.bind_optimizer_step(accelerator.unwrap_model(model))
+
+    progress = Progress()
+    accelerator.register_for_checkpointing(method, progress)
+    ema = EMAModel(trainable, decay=settings.ema_decay) if settings.ema_decay > 0 else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    resume_from = latest_checkpoint(checkpoint_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+    start = progress.step
+    if history_path is not None and accelerator.is_main_process:  # a resumed run rewrites what it kept
+        history_path.write_text("".join(json.dumps(r) + "\n" for r in progress.history))
+
+    def loader(dataset, used):
+        if not used or dataset is None:
+            return iter(lambda: None, 0)  # an endless stream of None
+        return _batches(step_loader(dataset, settings.batch_size, settings.seed, start, settings.steps,
+                                    accelerator.process_index, accelerator.num_processes),
+                        accelerator.device)
+
+    forget_batches = loader(forget_set, method.uses_forget)
+    retain_batches = loader(retain_set, method.uses_retain)
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=f"unlearn {method.name}",
+               disable=not (settings.progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    train_started = time.perf_counter()
+    with stop_requests() as stop:
+        for step in bar:
+            set_seed(settings.seed * 100_003 + step * accelerator.num_processes + accelerator.process_index)
+            losses = method.step(model, task, next(forget_batches), next(retain_batches), optimizer, step)
+            schedule.step()
+            if ema is not None:
+                ema.step(trainable)
+            record = {"step": step + 1, **{k: float(v) for k, v in losses.items()}}
+            progress.history.append(record)
+            progress.step = step + 1
+            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+            if history_path is not None and accelerator.is_main_process:
+                with history_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            last = progress.step == settings.steps
+            periodic = settings.checkpoint_every and progress.step % settings.checkpoint_every == 0
+            if checkpoint_dir is not None and (stop["stop"] or (periodic and not last)):
+                written = save_checkpoint(accelerator, checkpoint_dir, progress.step)
+                if stop["stop"]:
+                    raise Interrupted(progress.step, written)
+            elif stop["stop"] and not last:
+                raise Interrupted(progress.step, None)
+    bar.close()
+    if ema is not None:
+        ema.copy_to(trainable)
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    return TrainResult(progress.history, prepare_seconds, time.perf_counter() - train_started,
+                       resumed_from=start)
