@@ -51,7 +51,8 @@ def train_generator_from_scratch(recipe: Recipe, dataset, seed: int, steps: int 
     bundle = family_module(recipe).load(recipe, None)
     settings = settings_from(recipe.pretrain, seed, steps=steps)
     settings.progress = progress
-    result = unlearn(bundle.denoiser, denoising_task(bundle), make_method("ft"), None, dataset, settings)
+    result = unlearn(bundle.denoiser, denoising_task(bundle), make_method("ft"), None, dataset, settings,
+                     desc=f"train {recipe.name}")
     return bundle, result
 
 
@@ -64,7 +65,7 @@ def train_probe(recipe: Recipe, seed: int) -> tuple[SmallCNN, dict]:
     settings = settings_from({"optimizer": "adamw", "lr_schedule": "cosine", **section}, seed)
     started = time.perf_counter()
     task = ClassificationTask(recipe.num_classes, augment=shift_and_noise())
-    unlearn(probe, task, make_method("ft"), None, train, settings)
+    unlearn(probe, task, make_method("ft"), None, train, settings, desc=f"train {recipe.world} probe")
     accuracy = (predict(probe, test.images) == test.labels).float().mean().item()
     return probe, {"test_accuracy": accuracy, "steps": settings.steps, "seconds": time.perf_counter() - started}
 

@@ -134,18 +134,41 @@ def _batches(loader, device):
         yield send_to_device(batch, device)
 
 
+@dataclass
+class PrepareData:
+    """What a method may read once before unlearning (saliency masks, Fisher estimates, update logs)."""
+
+    forget_set: Any
+    retain_set: Any
+    batch_size: int
+    device: Any
+    seed: int = 0
+
+    def forget_batches(self):
+        """Every forget sample once, in order, on the training device."""
+        if self.forget_set is None or len(self.forget_set) == 0:
+            return
+        yield from _batches(full_pass_loader(self.forget_set, self.batch_size), self.device)
+
+    def retain_batches(self, limit: int | None = None):
+        """`limit` seeded random retain batches (all of them, shuffled, when None)."""
+        if self.retain_set is None or len(self.retain_set) == 0:
+            return
+        count = limit if limit is not None else -(-len(self.retain_set) // self.batch_size)
+        yield from _batches(step_loader(self.retain_set, self.batch_size, self.seed + 7, 0, count), self.device)
+
+
 def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings,
             checkpoint_dir: Path | None = None, history_path: Path | None = None,
-            accelerator: Accelerator | None = None) -> TrainResult:
+            accelerator: Accelerator | None = None, desc: str | None = None) -> TrainResult:
     """Run `method` for `settings.steps` steps; resume from `checkpoint_dir` when it holds a checkpoint."""
     accelerator = accelerator or Accelerator(mixed_precision=settings.mixed_precision)
     set_seed(settings.seed)
     model.to(accelerator.device).train()
 
     started = time.perf_counter()
-    mask_batches = (list(_batches(full_pass_loader(forget_set, settings.batch_size), accelerator.device))
-                    if forget_set is not None and len(forget_set) else [])
-    method.prepare(model, task, mask_batches, retain_set, accelerator, settings.steps)
+    data = PrepareData(forget_set, retain_set, settings.batch_size, accelerator.device, settings.seed)
+    method.prepare(model, task, data, accelerator, settings.steps)
     prepare_seconds = time.perf_counter() - started
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -175,7 +198,7 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
 
     forget_batches = loader(forget_set, method.uses_forget)
     retain_batches = loader(retain_set, method.uses_retain)
-    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=f"unlearn {method.name}",
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc or f"unlearn {method.name}",
                disable=not (settings.progress and accelerator.is_local_main_process), dynamic_ncols=True)
     train_started = time.perf_counter()
     with stop_requests() as stop:

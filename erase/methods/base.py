@@ -59,13 +59,13 @@ class Method:
         return copy.deepcopy(merged)
 
     # -- set-up, called once by the trainer -------------------------------------------------------------
-    def prepare(self, model, task, forget_loader, retain_loader, accelerator, total_steps: int) -> None:
-        """Compute the parameter selection; freeze tensors it excludes entirely."""
+    def prepare(self, model, task, data, accelerator, total_steps: int) -> None:
+        """Compute the parameter selection (data: erase.train.PrepareData); freeze tensors it excludes."""
         self.accelerator = accelerator
         self.total_steps = total_steps
         if self.objective == "esd":
             task.set_reference(frozen_copy(model))
-        self.selection.prepare(model, task, forget_loader, self.objective, accelerator)
+        self.selection.prepare(model, task, data, self.objective, accelerator)
         masks = self.selection.masks
         if masks:
             for name, p in model.named_parameters():

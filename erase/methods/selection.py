@@ -46,8 +46,8 @@ class Selection:
         self.hyper = hyper
         self.masks: Masks | None = None
 
-    def prepare(self, model, task, forget_loader, objective: str | None, accelerator) -> None:
-        """Compute masks once, before unlearning starts."""
+    def prepare(self, model, task, data, objective: str | None, accelerator) -> None:
+        """Compute masks once, before unlearning starts (data: erase.train.PrepareData)."""
 
     def step_masks(self, model, step: int) -> Masks | None:
         """Masks for this step; static selections return the ones from `prepare`."""
@@ -104,9 +104,9 @@ class Saliency(Selection):
 
     defaults = {"mask_ratio": 0.5, "mask_clip": 1.0}
 
-    def prepare(self, model, task, forget_loader, objective, accelerator) -> None:
+    def prepare(self, model, task, data, objective, accelerator) -> None:
         grads = accumulate_gradients(
-            model, forget_loader, lambda b: task.saliency_loss(model, b), accelerator,
+            model, data.forget_batches(), lambda b: task.saliency_loss(model, b), accelerator,
             clip=self.hyper["mask_clip"], square=False,
         )
         self.masks = top_fraction_masks({n: g.abs() for n, g in grads.items()}, self.hyper["mask_ratio"])
