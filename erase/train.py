@@ -19,9 +19,9 @@ from accelerate import Accelerator
 from accelerate.utils import send_to_device, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from erase.data.sampling import full_pass_loader, step_loader
+from erase.progress import progress as progress_bar
 
 CHECKPOINT_PREFIX = "step-"
 
@@ -198,8 +198,9 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
 
     forget_batches = loader(forget_set, method.uses_forget)
     retain_batches = loader(retain_set, method.uses_retain)
-    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc or f"unlearn {method.name}",
-               disable=not (settings.progress and accelerator.is_local_main_process), dynamic_ncols=True)
+    bar = progress_bar(range(start, settings.steps), initial=start, total=settings.steps,
+                       desc=desc or f"unlearn {method.name}",
+                       enabled=settings.progress and accelerator.is_local_main_process)
     train_started = time.perf_counter()
     with stop_requests() as stop:
         for step in bar:

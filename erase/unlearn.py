@@ -17,6 +17,7 @@ import torch
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.data import load_world, split_by_classes
 from erase.errors import UserError
+from erase.evaluate.cache import cached
 from erase.evaluate.fid import fid_probe
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.evaluate.report import write_summary
@@ -81,25 +82,38 @@ def forget_classes(recipe: Recipe, target: list[str]) -> list[int]:
 
 
 # -- evaluation -------------------------------------------------------------------------------------------
-def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunConfig,
-                       desc: str) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    """Probe accuracy per class, UA/RA and fid_probe of retained classes; also returns the samples."""
+def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunConfig, desc: str,
+                       use_cache: bool = False) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Probe accuracy per class, UA/RA and fid_probe of retained classes; also returns the samples.
+
+    `use_cache` (the original model) reuses an earlier evaluation of exactly these weights and settings.
+    """
     recipe, settings = bundle.recipe, config.evaluate
     counts = {c: settings.get("forget_samples", 100) if c in forget else settings.get("samples_per_class", 50)
               for c in range(recipe.num_classes)}
-    images, labels = generate_for_classes(bundle.pipeline, counts, config.seed, recipe.sampling,
-                                          settings.get("batch_size", 250), desc=desc)
     probe, reason = load_probe(recipe)
-    if probe is None:
-        return {"skipped": f"probe metrics skipped: {reason}"}, images, labels
-    metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
-    if recipe.world is not None:
-        real = load_world(recipe.world, "all")
-        retained_real = real.subset(~torch.isin(real.labels, torch.tensor(forget))).images
-        retained_fake = images[~torch.isin(labels, torch.tensor(forget))]
-        metrics["fid_probe"] = fid_probe(probe, retained_real, retained_fake)
-    metrics["sampling"] = dict(recipe.sampling)
-    return metrics, images, labels
+
+    def compute() -> dict[str, Any]:
+        images, labels = generate_for_classes(bundle.pipeline, counts, config.seed, recipe.sampling,
+                                              settings.get("batch_size", 250), desc=desc)
+        if probe is None:
+            return {"metrics": {"skipped": f"probe metrics skipped: {reason}"}, "images": images, "labels": labels}
+        metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
+        if recipe.world is not None:
+            real = load_world(recipe.world, "all")
+            retained_real = real.subset(~torch.isin(real.labels, torch.tensor(forget))).images
+            retained_fake = images[~torch.isin(labels, torch.tensor(forget))]
+            metrics["fid_probe"] = fid_probe(probe, retained_real, retained_fake)
+        metrics["sampling"] = dict(recipe.sampling)
+        return {"metrics": metrics, "images": images, "labels": labels}
+
+    if use_cache:
+        key = {"counts": counts, "seed": config.seed, "sampling": recipe.sampling, "world": recipe.world,
+               "forget": forget, "probe": str(recipe.probe_dir) if probe is None else "weights"}
+        result = cached("class-eval", [bundle.denoiser] + ([probe] if probe is not None else []), key, compute)
+    else:
+        result = compute()
+    return result["metrics"], result["images"], result["labels"]
 
 
 def grid_image(bundle: GeneratorBundle, images, labels, per_row: int, title: str):
@@ -130,7 +144,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     per_row = config.evaluate.get("grid_per_class", 8)
 
     eval_started = time.perf_counter()
-    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original")
+    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True)
     before = grid_image(bundle, images, labels, per_row, "before")
     save_image_atomic(before, run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started

@@ -67,3 +67,12 @@ def cli(capsys):
 
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """Evaluations of the same weights are shared within a test session, never across sessions."""
+    import erase.evaluate.cache as cache
+
+    cache.CACHE_DIR = tmp_path_factory.mktemp("erase-cache")
+    yield

@@ -5,9 +5,9 @@ import math
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from erase.models.pipeline import seeded_generators
+from erase.progress import progress
 
 
 def sample_seeds(seed: int, class_id: int, count: int) -> list[int]:
@@ -24,7 +24,7 @@ def generate_for_classes(pipeline, counts: dict[int, int], seed: int, sampling: 
         labels += [class_id] * count
         seeds += sample_seeds(seed, class_id, count)
     chunks = []
-    for start in tqdm(range(0, len(labels), batch_size), desc=desc, leave=False, dynamic_ncols=True):
+    for start in progress(range(0, len(labels), batch_size), desc=desc, leave=False):
         gens = seeded_generators(seeds[start:start + batch_size], pipeline.device)
         out = pipeline(class_labels=labels[start:start + batch_size], generator=gens, output_type="pt", **sampling)
         chunks.append(out.images.cpu() * 2 - 1)
