@@ -162,7 +162,10 @@ COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrai
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error already printed as one line (2)
+        return int(exc.code or 0)
     if getattr(args, "allow_download", False):
         import os
 

@@ -183,11 +183,13 @@ class RunConfig:
 def check_positive(name: str, value: Any, kind: type = int) -> Any:
     """Steps, learning rates and batch sizes must be positive numbers: say so in one line."""
     try:
-        number = kind(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise UserError(f"{name} must be a positive number, got {value!r}") from None
-    if kind is int and isinstance(value, float) and not float(value).is_integer():
-        raise UserError(f"{name} must be a whole number, got {value!r}")
-    if not number > 0 or number != number:
+    if not number > 0 or number == float("inf"):
         raise UserError(f"{name} must be a positive number, got {value!r}")
+    if kind is int:
+        if not number.is_integer():
+            raise UserError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
     return number

@@ -43,9 +43,11 @@ class StepBatchSampler(Sampler[list[int]]):
 def step_loader(dataset: Dataset, batch_size: int, seed: int, start: int, stop: int,
                 rank: int = 0, world_size: int = 1) -> DataLoader:
     sampler = StepBatchSampler(len(dataset), batch_size, seed, start, stop, rank, world_size)
-    return DataLoader(dataset, batch_sampler=sampler)
+    # Its own generator: a DataLoader iterator otherwise draws a seed from the global RNG when it starts,
+    # which would shift the noise of the first step after a resume.
+    return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(seed))
 
 
 def full_pass_loader(dataset: Dataset, batch_size: int) -> DataLoader:
     """Every item once, in order (saliency masks, Fisher estimates, evaluation)."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,136 @@
+"""Bad input: one line on stderr saying what is wrong, exit code 2, and nothing written."""
+import pytest
+from safetensors.torch import load_file, save_file
+
+from tests.conftest import files_under
+
+WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
+
+
+@pytest.fixture
+def tiny_weights(tiny_recipe, workdir):
+    """A complete tiny pipeline folder (random weights) that the tests then damage."""
+    import torch
+
+    from erase.config import load_recipe
+    from erase.models import load_generator
+
+    torch.manual_seed(0)
+    bundle = load_generator(load_recipe(str(tiny_recipe)), init="random")
+    folder = workdir / "weights"
+    bundle.pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _damage(folder, how):
+    path = folder / WEIGHTS
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+        return
+    state = load_file(path)
+    if how == "missing":
+        state.pop(sorted(state)[0])
+    elif how == "extra":
+        state["surplus.weight"] = next(iter(state.values())).clone()
+    elif how == "misshaped":
+        key = sorted(state)[0]
+        state[key] = state[key].flatten()[:-1].clone()
+    save_file(state, path)
+
+
+CLASS_CASES = [
+    (["--model", "no-such-model", "--forget", "3"], "unknown model"),
+    (["--forget", "3", "--method", "forget-it-all"], "unknown method"),
+    (["--forget", "3", "--objective", "amnesia"], "unknown objective"),
+    (["--forget", "3", "--params", "some"], "unknown parameter selection"),
+    (["--forget", "3", "--set", "alpah=1"], "unknown setting 'alpah'"),
+    (["--forget", "10"], "out of range"),
+    (["--forget", "-1"], "out of range"),
+    (["--forget", "three"], "unknown class 'three'"),
+    (["--forget", "0,1"], "unknown class"),
+    ([*sum((["--forget", str(i)] for i in range(10)), [])], "cannot forget every class"),
+    ([], "nothing to forget"),
+    (["--forget", "3", "--steps", "0"], "--steps must be a positive number"),
+    (["--forget", "3", "--steps", "-5"], "--steps must be a positive number"),
+    (["--forget", "3", "--steps", "ten"], "--steps must be a positive number"),
+    (["--forget", "3", "--steps", "2.5"], "--steps must be a whole number"),
+    (["--forget", "3", "--lr", "0"], "--lr must be a positive number"),
+    (["--forget", "3", "--lr=-1e-4"], "--lr must be a positive number"),
+    (["--forget", "3", "--lr", "nan"], "--lr must be a positive number"),
+    (["--forget", "3", "--batch-size", "0"], "--batch-size must be a positive number"),
+    (["--forget", "3", "--batch-size", "many"], "--batch-size must be a positive number"),
+    (["--forget", "3", "--weights", "no/such/folder"], "no weights at"),
+    (["--forget", "3", "--bogus-flag"], "unrecognized arguments"),
+]
+
+
+def _assert_clean_failure(result, words, workdir, before):
+    code, out, err = result
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert words in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert files_under(workdir) == before  # nothing written
+
+
+@pytest.mark.parametrize("argv, words", CLASS_CASES, ids=[c[1] for c in CLASS_CASES])
+def test_class_bad_input(cli, workdir, argv, words):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("class", *argv), words, workdir, before)
+
+
+@pytest.mark.parametrize("how, words", [("missing", "missing"), ("extra", "unexpected"),
+                                        ("misshaped", "mis-shaped"), ("truncated", "corrupt or truncated")])
+def test_damaged_weights(cli, workdir, tiny_recipe, tiny_weights, how, words):
+    _damage(tiny_weights, how)
+    before = files_under(workdir)
+    result = cli("class", "--model", tiny_recipe, "--weights", tiny_weights, "--forget", "3")
+    _assert_clean_failure(result, words, workdir, before)
+
+
+def test_not_an_erase_folder(cli, workdir):
+    (workdir / "some-folder").mkdir()
+    before = files_under(workdir)
+    _assert_clean_failure(cli("class", "--model", "some-folder", "--forget", "3"), "not an erase model folder",
+                          workdir, before)
+
+
+def test_existing_output_folder_is_refused(cli, workdir, tiny_recipe):
+    (workdir / "out").mkdir()
+    (workdir / "out" / "keep.txt").write_text("mine")
+    before = files_under(workdir)
+    result = cli("class", "--model", tiny_recipe, "--init", "random", "--forget", "3", "--out", "out")
+    _assert_clean_failure(result, "already exists", workdir, before)
+
+
+def test_overwrite_replaces_output_folder(cli, workdir, tiny_recipe):
+    (workdir / "out").mkdir()
+    (workdir / "out" / "keep.txt").write_text("old")
+    code, _, err = cli("class", "--model", tiny_recipe, "--init", "random", "--forget", "3", "--steps", "1",
+                       "--out", "out", "--overwrite")
+    assert code == 0, err
+    assert not (workdir / "out" / "keep.txt").exists() and (workdir / "out" / "EVAL.json").is_file()
+
+
+SAMPLE_CASES = [
+    (["--classes", "0-12"], "out of range"),
+    (["--classes", "5-2"], "runs backwards"),
+    (["--classes", "1,,2"], "empty entry"),
+    (["--per-class", "0"], "--per-class must be a positive number"),
+    (["--out", "grid.jpg"], "must name a .png"),
+    (["--model", "nothing-here"], "unknown model"),
+]
+
+
+@pytest.mark.parametrize("argv, words", SAMPLE_CASES, ids=[c[1] for c in SAMPLE_CASES])
+def test_sample_bad_input(cli, workdir, argv, words):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("sample", *argv), words, workdir, before)
+
+
+def test_pretrain_refuses_unknown_and_real_models(cli, workdir):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("pretrain", "nope"), "unknown model", workdir, before)
+    _assert_clean_failure(cli("pretrain", "ddpm-cifar10"), "not an embedded model", workdir, before)
