@@ -209,9 +209,7 @@ def cmd_list(args, command_line: str) -> int:
 def cmd_pretrain(args, command_line: str) -> int:
     import json
 
-    from erase.pretrain import pretrain
-
-    from erase.pretrain import LogRequest
+    from erase.pretrain import LogRequest, pretrain
 
     log = None
     if args.log_updates:

@@ -232,8 +232,11 @@ def pretrain(name: str, seed: int | None = None, steps: int | None = None, data:
     seed = recipe.pretrain.get("seed", 0) if seed is None else seed
     if recipe.family == "classifier":
         return pretrain_classifier(recipe, seed, steps, data, log, out, command)
-    if data is not None or log is not None or out is not None:
-        raise UserError(f"--data, --out and --log-updates apply to classifiers; {name} trains on its world")
+    if log is not None:
+        raise UserError(f"--log-updates is implemented for classifiers: {name}'s pretraining keeps an EMA of the "
+                        f"weights, and the logged raw updates do not add up to the EMA weights")
+    if data is not None or out is not None:
+        raise UserError(f"--data and --out apply to classifiers; {name} trains on its embedded world")
     if recipe.weights_dir is None or PIPELINES_DIR not in recipe.weights_dir.parents:
         raise UserError(f"{name} is not an embedded model: pretrain rebuilds only the models shipped in pipelines/")
     return PRETRAINERS[recipe.family](recipe, seed, steps)

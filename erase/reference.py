@@ -39,7 +39,8 @@ def data_digest(*datasets) -> str:
     return digest.hexdigest()
 
 
-def retrain_config(recipe: Recipe, model_name: str, seed: int) -> RunConfig:
+def retrain_config(model_name: str, seed: int) -> RunConfig:
+    """The `retrain` method's settings for this model: its recipe's pretrain section, this seed."""
     from erase.workflow import resolve_config
 
     config, _ = resolve_config("retrain reference", model_name, "retrain", [], seed=seed)
@@ -69,7 +70,7 @@ def cache_folder(key: str) -> Path:
 def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, model_name: str,
                         seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(retrained model, record); the record says whether it came from the cache and how long it took."""
-    config = retrain_config(recipe, model_name, seed)
+    config = retrain_config(model_name, seed)
     use_cache = not os.environ.get("ERASE_NO_CACHE")
     key = cache_key(model, recipe, config, retain_set)
     folder = cache_folder(key)

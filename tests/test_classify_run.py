@@ -138,7 +138,7 @@ def test_retrain_method_reproduces_pretraining_when_nothing_is_forgotten(tiny_cn
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)  # whatever the starting weights, retrain starts from the seeded initialisation
-    settings = train_settings(retrain_config(recipe, str(tiny_cnn), 0))
+    settings = train_settings(retrain_config(str(tiny_cnn), 0))
     settings.progress = False
     unlearn(model, classification_task(recipe), make_method("retrain"), None, load_world("digits", "train"),
             settings)
