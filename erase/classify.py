@@ -129,7 +129,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
 
     retrain_started = time.perf_counter()
     retrained_model, retrain_record = retrained_reference(bundle.model, task, data.forget, data.retain, recipe,
-                                                          config.model, config.seed)
+                                                          config.model, config.seed, run_folder / "retrain-reference")
     retrain_seconds = time.perf_counter() - retrain_started
     eval_started = time.perf_counter()
     retrained = {**scored(retrained_model, data, config, use_cache=True),

@@ -4,7 +4,7 @@ Any model family: the model only needs `from_config`/`save_pretrained` (diffuser
 everything that determines the result: the architecture config, the recipe's pretrain and train sections,
 the exact retain data (a digest of its images and labels), the seed and the erase version. Location:
 <erase cache>/retrain/<key>/ (save_pretrained layout + RETRAIN.json); $ERASE_CACHE moves the cache,
-ERASE_NO_CACHE=1 disables it. An interrupted retrain checkpoints in <key>.partial/ and resumes from there.
+ERASE_NO_CACHE=1 disables it.
 """
 from __future__ import annotations
 
@@ -67,9 +67,13 @@ def cache_folder(key: str) -> Path:
     return cache.CACHE_DIR / "retrain" / key
 
 
-def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, model_name: str,
-                        seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(retrained model, record); the record says whether it came from the cache and how long it took."""
+def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, model_name: str, seed: int,
+                        checkpoint_dir: Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(retrained model, record); the record says whether it came from the cache and how long it took.
+
+    An interrupted retraining leaves its checkpoint in `checkpoint_dir` (inside the run folder, so
+    `--resume RUN` continues it); it is removed once the result is cached.
+    """
     config = retrain_config(model_name, seed)
     use_cache = not os.environ.get("ERASE_NO_CACHE")
     key = cache_key(model, recipe, config, retain_set)
@@ -81,10 +85,8 @@ def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, mod
         except Exception:  # a damaged entry is recomputed, never trusted
             shutil.rmtree(folder, ignore_errors=True)
     retrained = copy.deepcopy(model)
-    partial = folder.with_name(f"{key}.partial") if use_cache else None
     result = unlearn(retrained, task, make_method("retrain", **config.hyper), forget_set, retain_set,
-                     train_settings(config), checkpoint_dir=(partial / "checkpoints") if partial else None,
-                     desc=f"retrain {recipe.name}")
+                     train_settings(config), checkpoint_dir=checkpoint_dir, desc=f"retrain {recipe.name}")
     record = {"steps": config.steps, "seed": seed, "lr": config.lr, "batch_size": config.batch_size,
               "training": config.training, "retain_samples": len(retain_set),
               "seconds": round(result.prepare_seconds + result.train_seconds, 2),
@@ -96,5 +98,6 @@ def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, mod
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-        shutil.rmtree(partial, ignore_errors=True)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return retrained.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}

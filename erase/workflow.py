@@ -27,7 +27,7 @@ def method_section(recipe: Recipe, method: str) -> dict[str, Any]:
     """The recipe's defaults for `method`: `unlearn` < `methods.<name>`; methods that train from scratch
     (settings_section "pretrain") take the training settings of the recipe's `pretrain` section instead."""
     if method_class(method).settings_section == "pretrain":
-        base = {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS}
+        base = {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS or k == "checkpoint_every"}
     else:
         base = dict(recipe.unlearn)
     return {**base, **recipe.methods.get(method, {})}
