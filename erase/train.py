@@ -235,7 +235,7 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
             record = {"step": step + 1, **{k: float(v) for k, v in losses.items()}}
             progress.history.append(record)
             progress.step = step + 1
-            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)  # mininterval decides
             if history_path is not None and accelerator.is_main_process:
                 with history_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
