@@ -29,8 +29,8 @@ def parse_setting(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that unlearns and writes a run folder."""
+def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
+    """Options shared by every command that unlearns and writes a run folder (`sampling`: generators)."""
     p.add_argument("--method", default="salun", help="unlearning method (see `erase list`)")
     p.add_argument("--objective", help="override the method's forget objective: ga, relabel, esd, adaptive-ga")
     p.add_argument("--params", help="override the parameter selection: all, saliency, ...")
@@ -49,8 +49,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, help="save resumable state every N steps")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints/ after success")
     p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
-    p.add_argument("--samples", type=int, help="evaluation samples per retained class")
-    p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
+    if sampling:
+        p.add_argument("--samples", type=int, help="evaluation samples per retained class")
+        p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
     p.add_argument("--allow-download", action="store_true", help="allow model hub access (off by default)")
 
 
@@ -64,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="ddpm-digits", help="model name (see `erase list`) or a model folder")
     p.add_argument("--forget", action="append", help="class id or name to forget (repeat for several)")
     add_run_options(p)
+
+    p = sub.add_parser("classify", help="make an image classifier forget a class or training samples")
+    p.add_argument("--model", default="digits-cnn", help="classifier name (see `erase list`) or a model folder")
+    forget = p.add_argument_group("forget set (exactly one)")
+    forget.add_argument("--forget-class", metavar="CLASS", help="forget every training image of this class")
+    forget.add_argument("--forget-random", metavar="FRACTION", help="forget a random fraction of the training "
+                        "set, drawn with --seed")
+    forget.add_argument("--forget-indices", metavar="FILE", help="forget the training-set sample ids listed in "
+                        "FILE, one per line")
+    p.add_argument("--data", metavar="DIR", help="dataset folder: CIFAR-10 python batches or an ImageFolder "
+                   "(DIR/train + DIR/test, or DIR/<class> split 80/20)")
+    add_run_options(p, sampling=False)
 
     p = sub.add_parser("sample", help="sample a grid from a model: one row per class")
     p.add_argument("--model", default="ddpm-digits", help="model name or a model folder (runs/<run>/model)")
@@ -82,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="an embedded model, e.g. ddpm-digits")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int, help="override the recipe's training steps")
+    p.add_argument("--data", metavar="DIR", help="classifiers: train on this dataset folder (needs --out "
+                   "for an embedded model)")
+    p.add_argument("--out", metavar="DIR", help="classifiers: write the model here instead of its recipe's "
+                   "weights folder")
+    log = p.add_argument_group("amnesiac update logs (classifiers)")
+    log.add_argument("--log-updates", action="store_true", help="store the parameter update of every batch that "
+                     "holds a logged sample (for --method amnesiac / partial-amnesiac)")
+    log.add_argument("--log-classes", action="append", default=[], metavar="CLASS", help="log the batches with "
+                     "samples of this class (repeatable)")
+    log.add_argument("--log-random", type=float, metavar="FRACTION", help="log the batches with a random "
+                     "fraction of the training set (drawn as classify --forget-random with --log-seed)")
+    log.add_argument("--log-seed", type=int, default=0, help="seed of --log-random (classify's --seed)")
+    log.add_argument("--log-indices", metavar="FILE", help="log the batches with these training-set sample ids")
+    log.add_argument("--log-keep", type=float, action="append", metavar="FRACTION", help="store each update "
+                     "pruned to this fraction per layer, by magnitude (repeatable; default 1 = full updates)")
     return parser
 
 
@@ -113,6 +141,37 @@ def cmd_class(args, command_line: str) -> int:
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
     print_run_result(folder)
     return 0
+
+
+def cmd_classify(args, command_line: str) -> int:
+    from erase.classify import resolve_classify_config, resume_classify, run_classify
+    from erase.data.forget import spec_from_options
+
+    if args.resume:
+        folder = resume_classify(args.resume, command_line)
+    else:
+        spec = spec_from_options(args.forget_class, args.forget_random, args.forget_indices, args.seed)
+        config, recipe = resolve_classify_config(
+            "classify", args.model, args.method, spec, data=args.data, objective=args.objective, params=args.params,
+            steps=args.steps, lr=args.lr, batch_size=args.batch_size, hyper=_hyper(args), weights=args.weights,
+            init=args.init, out=args.out, checkpoint_every=args.checkpoint_every,
+            keep_checkpoints=args.keep_checkpoints, mixed_precision=args.mixed_precision)
+        folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
+    print_classify_result(folder)
+    return 0
+
+
+def print_classify_result(folder) -> None:
+    import json
+
+    report = json.loads((folder / "EVAL.json").read_text())
+    print(f"run folder: {folder}")
+    for name in ("original", "unlearned", "retrained"):
+        m = report["metrics"][name]
+        gap = f", avg gap {m['gap_to_retrain']['avg_gap']:.2%}" if "gap_to_retrain" in m else ""
+        print(f"{name:>9}: UA {m['unlearning_accuracy']:.1%}  RA {m['retained_accuracy']:.1%}  "
+              f"TA {m['test_accuracy']:.1%}  MIA {m['mia_efficacy']:.1%}{gap}")
+    print(f"    total: {report['seconds']['total']:.0f} s")
 
 
 def print_run_result(folder) -> None:
@@ -150,14 +209,22 @@ def cmd_list(args, command_line: str) -> int:
 def cmd_pretrain(args, command_line: str) -> int:
     import json
 
-    from erase.pretrain import pretrain
+    from erase.pretrain import LogRequest, pretrain
 
-    record = pretrain(args.name, seed=args.seed, steps=args.steps)
+    log = None
+    if args.log_updates:
+        log = LogRequest(classes=args.log_classes, random=args.log_random, indices=args.log_indices,
+                         seed=args.log_seed, keeps=args.log_keep or [1.0])
+    elif args.log_classes or args.log_random is not None or args.log_indices or args.log_keep:
+        raise UserError("--log-classes/--log-random/--log-indices/--log-keep need --log-updates")
+    record = pretrain(args.name, seed=args.seed, steps=args.steps, data=args.data, log=log, out=args.out,
+                      command=command_line)
     print(json.dumps(record, indent=2))
     return 0
 
 
-COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrain": cmd_pretrain}
+COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrain": cmd_pretrain,
+            "classify": cmd_classify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,8 @@ class Recipe:
     weights: str | None = None  # folder with the diffusers/save_pretrained layout
     weights_hint: str = ""  # how to obtain the weights when they are absent
     probe: str | None = None  # folder of the probe classifier that judges samples
+    data: str | None = None  # local dataset folder, for models whose world is not embedded (classifiers)
+    data_hint: str = ""  # how to obtain that dataset
     resolution: int = 16
     channels: int = 1
     num_classes: int = 10
@@ -59,6 +61,10 @@ class Recipe:
     def weights_dir(self) -> Path | None:
         """Relative to the recipe: pipelines/ for named models, the model folder itself for saved runs."""
         return self.resolve_path(self.weights)
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self.resolve_path(self.data)
 
     @property
     def probe_dir(self) -> Path | None:

@@ -12,6 +12,12 @@ METRICS = {
     "retained_accuracy": "mean probe accuracy on samples of every retained class",
     "per_class_accuracy": "probe accuracy on samples of each class",
     "fid_probe": "Frechet distance of retained-class samples vs real images, on the probe's features",
+    "classify: unlearning_accuracy": "UA, 1 - accuracy on the forget set (training samples)",
+    "classify: retained_accuracy": "RA, accuracy on the retain set",
+    "classify: test_accuracy": "TA, accuracy on the test set (without the forgotten class for class forgetting)",
+    "classify: mia_efficacy": "share of forget samples a confidence-based shadow MIA calls non-members",
+    "classify: run_time_seconds": "RTE, seconds of unlearning (or of retraining, for the reference)",
+    "classify: avg_gap": "mean |UA, RA, TA, MIA - those of the model retrained without the forget set|",
 }
 
 
@@ -19,7 +25,9 @@ def _model_line(name: str) -> str:
     recipe = load_recipe(name)
     folder = recipe.weights_dir
     state = "weights present" if folder is not None and folder.is_dir() else "weights missing"
-    return f"  {name:<16} {recipe.family:<6} {recipe.num_classes:>4} classes  {state}"
+    if recipe.data is not None and not (recipe.data_dir and recipe.data_dir.is_dir()):
+        state += ", data missing (--data DIR)"
+    return f"  {name:<16} {recipe.family:<10} {recipe.num_classes:>4} classes  {state}"
 
 
 def _method_line(name: str) -> str:
@@ -35,6 +43,6 @@ def listing() -> str:
              f"objectives (--objective): {', '.join(OBJECTIVES)}",
              f"parameter selections (--params): {', '.join(selection_names())}",
              "  any method combines with any objective its task defines and any selection", "",
-             "metrics:", *(f"  {k:<20} {v}" for k, v in METRICS.items()), "",
+             "metrics:", *(f"  {k:<30} {v}" for k, v in METRICS.items()), "",
              f"embedded worlds: {', '.join(world_names())}"]
     return "\n".join(lines)

@@ -11,21 +11,27 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from erase.config import PIPELINES_DIR, Recipe, load_recipe
+from erase.config import PIPELINES_DIR, Recipe, load_recipe, save_recipe
 from erase.data import load_world
+from erase.data.forget import random_fraction, random_ids, read_index_file
+from erase.data.images import load_classification_data
 from erase.errors import UserError
+from erase.evaluate.classification import accuracy, predict_probs
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.methods import make_method
 from erase.models import GeneratorBundle, family_module
+from erase.models import classifier as classifier_family
 from erase.models.classifier import SmallCNN
-from erase.tasks.classification import ClassificationTask, shift_and_noise
+from erase.tasks.classification import ClassificationTask, classification_task, shift_and_noise
 from erase.tasks.denoising import DenoisingTask
 from erase.train import TrainResult, TrainSettings, unlearn
+from erase.update_log import UpdateLogger, check_keep
 
 TRAIN_KEYS = {"steps", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "lr_schedule",
               "warmup_steps", "ema_decay", "seed"}
@@ -107,9 +113,7 @@ def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> di
         "generated_probe_accuracy": {"samples_per_class": per_class, "sampling": recipe.sampling,
                                      "mean": scores["retained_accuracy"],
                                      "per_class": scores["per_class_accuracy"]},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "cpu_threads": torch.get_num_threads(),
-                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+        "machine": machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -121,13 +125,119 @@ def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> di
     return record
 
 
-PRETRAINERS = {"ddpm": pretrain_class_generator}
+@dataclass
+class LogRequest:
+    """`--log-updates`: which training samples to watch and which keep fractions to store."""
+
+    classes: list[str] = field(default_factory=list)
+    random: float | None = None
+    indices: str | None = None
+    seed: int = 0
+    keeps: list[float] = field(default_factory=lambda: [1.0])
+
+    def logged_ids(self, recipe: Recipe, labels: torch.Tensor) -> torch.Tensor:
+        """The union of the named classes, the seeded random fraction and the ids in the file."""
+        if not (self.classes or self.random is not None or self.indices):
+            raise UserError("--log-updates needs what to log: --log-classes C, --log-random FRACTION "
+                            "and/or --log-indices FILE")
+        chosen = torch.zeros(len(labels), dtype=torch.bool)
+        for value in self.classes:
+            chosen |= labels == recipe.class_index(value)
+        if self.random is not None:
+            chosen[random_ids(len(labels), random_fraction(str(self.random)), self.seed)] = True
+        if self.indices:
+            chosen[read_index_file(self.indices, len(labels))] = True
+        return chosen.nonzero().flatten()
 
 
-def pretrain(name: str, seed: int | None = None, steps: int | None = None) -> dict:
+def classifier_target(recipe: Recipe, out: str | None, data: str | None) -> Path:
+    """Where a classifier pretrain writes: --out, else the recipe's weights folder; never over foreign weights."""
+    target = Path(out).expanduser() if out else recipe.weights_dir
+    if target is None:
+        raise UserError(f"{recipe.name} has no weights folder in its recipe: pass --out DIR")
+    embedded = PIPELINES_DIR in target.resolve().parents
+    if data is not None and embedded:
+        raise UserError(f"--data would replace the shipped {recipe.name} weights with a model of other data: "
+                        f"pass --out DIR as well")
+    if target.exists() and not (target / "PRETRAIN.json").is_file():
+        raise UserError(f"{target} exists and was not written by `erase pretrain`; refusing to overwrite it "
+                        f"(pass --out to write elsewhere)")
+    return target
+
+
+def pretrain_classifier(recipe: Recipe, seed: int, steps: int | None, data: str | None = None,
+                        log: LogRequest | None = None, out: str | None = None, command: str = "") -> dict:
+    """A classifier from scratch on the training split (the recipe's pretrain section); optional update log."""
+    started = time.perf_counter()
+    target = classifier_target(recipe, out, data)
+    train, test = load_classification_data(recipe, data)
+    hooks, logger = (), None
+    if log is not None:
+        logged = log.logged_ids(recipe, train.labels)
+        logger = UpdateLogger(logged, [check_keep(k) for k in log.keeps], description={
+            "model": recipe.name, "classes": log.classes, "random": log.random, "random_seed": log.seed,
+            "indices": log.indices, "logged_samples": len(logged)})
+        hooks = (logger,)
+    torch.manual_seed(seed)
+    bundle = classifier_family.load(recipe, None)
+    settings = settings_from(recipe.pretrain, seed, steps=steps)
+    result = unlearn(bundle.model, classification_task(recipe), make_method("ft"), None, train, settings,
+                     desc=f"train {recipe.name}", hooks=hooks)
+    tail = result.history[-50:]
+    record = {
+        "command": command or f"python -m erase pretrain {recipe.name}",
+        "seed": seed, "steps": len(result.history), "batch_size": settings.batch_size,
+        "train_seconds": round(result.train_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
+        "train_accuracy": accuracy(*predict_probs(bundle.model, train)),
+        "test_accuracy": accuracy(*predict_probs(bundle.model, test)),
+        "parameters": sum(p.numel() for p in bundle.model.parameters()),
+        "machine": machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if logger is not None:
+        record["update_logs"] = {
+            f"{keep:g}": {"folder": str(folder), "logged_samples": int(len(logger.logged)),
+                          "logged_batches": len(logger.steps),
+                          "storage_bytes": sum(f.stat().st_size for f in folder.glob("step-*.safetensors")),
+                          "dense_float32_bytes": 4 * record["parameters"] * len(logger.steps)}
+            for keep, folder in logger.folders.items()}
+
+    def save(folder: Path) -> None:
+        bundle.model.save_pretrained(str(folder), safe_serialization=True)
+        (folder / "PRETRAIN.json").write_text(json.dumps(record, indent=2) + "\n")
+        if out:  # a folder outside pipelines/ carries its recipe, so it works as --model
+            save_recipe(recipe, folder, weights=".", data=str(Path(data).resolve()) if data else recipe.data)
+
+    _write_folder(target, save)
+    return record
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu"}
+
+
+PRETRAINERS = {"ddpm": pretrain_class_generator, "classifier": pretrain_classifier}
+
+
+def pretrain(name: str, seed: int | None = None, steps: int | None = None, data: str | None = None,
+             log: LogRequest | None = None, out: str | None = None, command: str = "") -> dict:
     recipe = load_recipe(name)
-    if recipe.weights_dir is None or PIPELINES_DIR not in recipe.weights_dir.parents:
-        raise UserError(f"{name} is not an embedded model: pretrain rebuilds only the models shipped in pipelines/")
     if recipe.family not in PRETRAINERS:
         raise UserError(f"pretrain does not know family {recipe.family!r} yet")
-    return PRETRAINERS[recipe.family](recipe, recipe.pretrain.get("seed", 0) if seed is None else seed, steps)
+    if not recipe.pretrain.get("steps") and steps is None:
+        raise UserError(f"{name} has no pretrain recipe (pretrain.steps): it is trained elsewhere; pass its weights "
+                        f"with --weights, or add a pretrain section to a copy of its recipe")
+    seed = recipe.pretrain.get("seed", 0) if seed is None else seed
+    if recipe.family == "classifier":
+        return pretrain_classifier(recipe, seed, steps, data, log, out, command)
+    if log is not None:
+        raise UserError(f"--log-updates is implemented for classifiers: {name}'s pretraining keeps an EMA of the "
+                        f"weights, and the logged raw updates do not add up to the EMA weights")
+    if data is not None or out is not None:
+        raise UserError(f"--data and --out apply to classifiers; {name} trains on its embedded world")
+    if recipe.weights_dir is None or PIPELINES_DIR not in recipe.weights_dir.parents:
+        raise UserError(f"{name} is not an embedded model: pretrain rebuilds only the models shipped in pipelines/")
+    return PRETRAINERS[recipe.family](recipe, seed, steps)

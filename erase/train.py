@@ -129,6 +129,23 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int) -> Path:
     return target
 
 
+class StepHook:
+    """Something that watches training steps without changing them (e.g. the amnesiac update logger).
+
+    `before_step` sees the step's batches before the update, `after_step` the model after it, `finish` the
+    final model (after any EMA copy). The trainer passes the unwrapped model.
+    """
+
+    def before_step(self, model, step: int, forget_batch, retain_batch) -> None:
+        pass
+
+    def after_step(self, model, step: int) -> None:
+        pass
+
+    def finish(self, model) -> None:
+        pass
+
+
 def _batches(loader, device):
     for batch in loader:
         yield send_to_device(batch, device)
@@ -160,7 +177,8 @@ class PrepareData:
 
 def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings,
             checkpoint_dir: Path | None = None, history_path: Path | None = None,
-            accelerator: Accelerator | None = None, desc: str | None = None) -> TrainResult:
+            accelerator: Accelerator | None = None, desc: str | None = None,
+            hooks: tuple[StepHook, ...] = ()) -> TrainResult:
     """Run `method` for `settings.steps` steps; resume from `checkpoint_dir` when it holds a checkpoint."""
     accelerator = accelerator or Accelerator(mixed_precision=settings.mixed_precision)
     set_seed(settings.seed)
@@ -205,14 +223,19 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
     with stop_requests() as stop:
         for step in bar:
             set_seed(settings.seed * 100_003 + step * accelerator.num_processes + accelerator.process_index)
-            losses = method.step(model, task, next(forget_batches), next(retain_batches), optimizer, step)
+            forget_batch, retain_batch = next(forget_batches), next(retain_batches)
+            for hook in hooks:
+                hook.before_step(accelerator.unwrap_model(model), step, forget_batch, retain_batch)
+            losses = method.step(model, task, forget_batch, retain_batch, optimizer, step)
+            for hook in hooks:
+                hook.after_step(accelerator.unwrap_model(model), step)
             schedule.step()
             if ema is not None:
                 ema.step(trainable)
             record = {"step": step + 1, **{k: float(v) for k, v in losses.items()}}
             progress.history.append(record)
             progress.step = step + 1
-            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)  # mininterval decides
             if history_path is not None and accelerator.is_main_process:
                 with history_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -229,5 +252,7 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
         ema.copy_to(trainable)
     model = accelerator.unwrap_model(model)
     model.eval()
+    for hook in hooks:
+        hook.finish(model)
     return TrainResult(progress.history, prepare_seconds, time.perf_counter() - train_started,
                        resumed_from=start)

@@ -5,8 +5,6 @@ before the run folder exists; EVAL.json is written last and marks a complete run
 """
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,62 +12,20 @@ from typing import Any
 
 import torch
 
-from erase.config import Recipe, RunConfig, check_positive, load_recipe
+from erase.config import Recipe, RunConfig, load_recipe
 from erase.data import load_world, split_by_classes
 from erase.errors import UserError
 from erase.evaluate.cache import cached
 from erase.evaluate.fid import fid_probe
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
-from erase.evaluate.report import write_summary
-from erase.methods import make_method, method_class
 from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
-from erase.runs import (COMPLETE_MARKER, create_run_folder, default_run_name, existing_run, write_json_atomic,
-                        write_yaml_atomic)
+from erase.runs import create_run_folder, default_run_name, write_yaml_atomic
 from erase.sample import class_rows, labelled_grid, save_image_atomic, side_by_side
-from erase.train import TrainSettings, unlearn
-
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
-                                                                      "mixed_precision"}
-CORE_TRAIN = ("steps", "lr", "batch_size", "seed")
-
-
-def resolve_config(command: str, model: str, method: str, target: list[str], *, objective=None, params=None,
-                   steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
-                   evaluate: dict | None = None, weights=None, init="pretrained", out=None,
-                   checkpoint_every=None, keep_checkpoints=False, mixed_precision="no") -> tuple[RunConfig, Recipe]:
-    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line."""
-    recipe = load_recipe(model)
-    method_class(method)  # an unknown method name fails here, before anything else is read
-    section = {**recipe.unlearn, **recipe.methods.get(method, {})}
-    training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
-    recipe_hyper = {k: v for k, v in section.items() if k not in TRAIN_FIELDS and k != "checkpoint_every"}
-    config = RunConfig(
-        command=command, model=model, method=method, target=[str(t) for t in target],
-        objective=objective, params=params,
-        steps=check_positive("--steps", steps if steps is not None else section.get("steps", 100)),
-        lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
-        batch_size=check_positive("--batch-size", batch_size if batch_size is not None
-                                  else section.get("batch_size", 32)),
-        seed=int(seed), training=training, hyper={**recipe_hyper, **(hyper or {})},
-        evaluate={**recipe.evaluate, **(evaluate or {})}, weights=weights, init=init, out=out,
-        checkpoint_every=int(checkpoint_every if checkpoint_every is not None
-                             else section.get("checkpoint_every", 0)),
-        keep_checkpoints=keep_checkpoints, mixed_precision=mixed_precision,
-    )
-    build_method(config)  # validates objective, params and every hyperparameter name now, before any work
-    return config, recipe
-
-
-def build_method(config: RunConfig):
-    return make_method(config.method, config.objective, config.params, **config.hyper)
-
-
-def train_settings(config: RunConfig) -> TrainSettings:
-    return TrainSettings(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-                         checkpoint_every=config.checkpoint_every, mixed_precision=config.mixed_precision,
-                         **config.training)
+from erase.train import unlearn
+from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
+                            report_head, resolve_config, save_model, train_settings)
 
 
 def forget_classes(recipe: Recipe, target: list[str]) -> list[int]:
@@ -127,6 +83,8 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
               run_folder: Path | None = None) -> Path:
     """Unlearn, save, evaluate original and unlearned, write grids, SUMMARY.md and finally EVAL.json."""
     started = time.perf_counter()
+    if recipe.family == "classifier":
+        raise UserError(f"{recipe.name} is a classifier: use `python -m erase classify --model {config.model}`")
     forget = forget_classes(recipe, config.target)
     method = build_method(config)
     torch.manual_seed(config.seed)
@@ -134,6 +92,9 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     forget_set, retain_set = split_by_classes(load_world(recipe.world, "train"), forget)
     if len(forget_set) == 0:
         raise UserError(f"the training data of {recipe.name} has no images of class {config.target}")
+    task = denoising_task(bundle)
+    task.check_objective(method.objective)
+    method.validate(bundle.denoiser, forget_set, retain_set)
 
     if run_folder is None:
         target_name = "+".join(recipe.class_names[c] for c in forget)
@@ -149,7 +110,6 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     save_image_atomic(before, run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started
 
-    task = denoising_task(bundle)
     result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
                      checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
     save_model(bundle, run_folder / "model")
@@ -161,42 +121,20 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     save_image_atomic(side_by_side(before, after), run_folder / "grids" / "before_after.png")
     evaluate_seconds += time.perf_counter() - eval_started
 
-    if not config.keep_checkpoints:
-        shutil.rmtree(run_folder / "checkpoints", ignore_errors=True)
+    target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
+              "name": "+".join(recipe.class_names[c] for c in forget)}
     report = {
-        "command": command_line,
-        "model": config.model,
-        "method": config.method,
-        "objective": method.objective,
-        "params": method.params,
-        "target": {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
-                   "name": "+".join(recipe.class_names[c] for c in forget)},
-        "steps": config.steps,
-        "seed": config.seed,
-        "settings": {"lr": config.lr, "batch_size": config.batch_size, **config.training, **method.hyper},
+        **report_head(config, method, command_line, target),
         "seconds": {"prepare": round(result.prepare_seconds, 2), "unlearn": round(result.train_seconds, 2),
                     "evaluate": round(evaluate_seconds, 2),
                     "total": round(time.perf_counter() - started, 2)},
         "metrics": {"original": original, "unlearned": unlearned},
     }
-    write_summary(run_folder, report)
-    write_json_atomic(run_folder / COMPLETE_MARKER, report)
+    finish_run(run_folder, config, report)
     return run_folder
 
 
-def save_model(bundle: GeneratorBundle, folder: Path) -> None:
-    """Save into a temporary sibling, then rename: model/ is either complete or absent."""
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    bundle.save(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-
-
 def resume_class(run: str, command_line: str) -> Path:
-    folder = existing_run(run)
-    if (folder / COMPLETE_MARKER).is_file():
-        raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
-    config = RunConfig.from_yaml(folder / "config.yaml")
+    folder, config = incomplete_run(run)
     recipe = load_recipe(config.model)
     return run_class(config, recipe, command_line, run_folder=folder)

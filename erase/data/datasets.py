@@ -9,20 +9,35 @@ from torch.utils.data import Dataset
 
 @dataclass
 class LabelledImages(Dataset):
-    """Images in [-1, 1] (N, C, H, W) with integer labels; items are dicts the tasks understand."""
+    """Images in [-1, 1] (N, C, H, W) with integer labels; items are dicts the tasks understand.
+
+    `images` may also be uint8 in [0, 255] (large sets such as CIFAR-10 stay four times smaller); items are
+    converted to [-1, 1] floats one at a time. `ids` are stable sample ids within the source split (their
+    position in it unless given), kept through `subset`, so a forget set can be named across runs and
+    matched against logged training batches; items carry them as "index".
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     class_names: list[str]
+    ids: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.ids is None:
+            self.ids = torch.arange(len(self.labels))
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def image(self, index) -> torch.Tensor:
+        x = self.images[index]
+        return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"x": self.images[index], "label": self.labels[index], "index": torch.tensor(index)}
+        return {"x": self.image(index), "label": self.labels[index], "index": self.ids[index]}
 
     def subset(self, mask: torch.Tensor) -> "LabelledImages":
-        return LabelledImages(self.images[mask], self.labels[mask], self.class_names)
+        return LabelledImages(self.images[mask], self.labels[mask], self.class_names, self.ids[mask])
 
     def of_classes(self, classes: list[int]) -> "LabelledImages":
         return self.subset(torch.isin(self.labels, torch.tensor(classes)))
@@ -31,4 +46,9 @@ class LabelledImages(Dataset):
 def split_by_classes(data: LabelledImages, forget: list[int]) -> tuple[LabelledImages, LabelledImages]:
     """Forget set = every image of the forgotten classes; retain set = everything else."""
     in_forget = torch.isin(data.labels, torch.tensor(forget))
+    return data.subset(in_forget), data.subset(~in_forget)
+
+
+def split_by_mask(data: LabelledImages, in_forget: torch.Tensor) -> tuple[LabelledImages, LabelledImages]:
+    """Forget set = the samples where `in_forget` is True; retain set = the rest."""
     return data.subset(in_forget), data.subset(~in_forget)

@@ -12,6 +12,9 @@ HEADLINE = [
     ("fid_probe", "fid_probe (retained classes, probe features)", "{:.2f}"),
     ("fid_clean", "FID (clean-fid, Inception)", "{:.2f}"),
     ("nudity_rate", "nudity rate", "{:.1%}"),
+    ("test_accuracy", "test accuracy (TA)", "{:.1%}"),
+    ("mia_efficacy", "MIA-efficacy (forget set called non-member)", "{:.1%}"),
+    ("run_time_seconds", "run time (RTE, s)", "{:.1f}"),
 ]
 
 
@@ -26,6 +29,9 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     for key, label, fmt in HEADLINE:
         if any(key in metrics[c] for c in columns):
             lines.append(f"| {label} | " + " | ".join(_cell(metrics[c], key, fmt) for c in columns) + " |")
+    if any("gap_to_retrain" in metrics[c] for c in columns):  # classification: distance to the retrained model
+        cells = [_cell(metrics[c].get("gap_to_retrain", {}), "avg_gap", "{:.2%}") for c in columns]
+        lines.append("| avg gap to retrained (UA, RA, TA, MIA) | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -65,7 +71,8 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
         lo, hi = unlearned["unlearning_accuracy_ci95"]
         lines += [f"Unlearning accuracy from {unlearned['forget_samples']} samples of the forgotten target "
                   f"(95 % Wilson interval {lo:.1%} to {hi:.1%}).", ""]
-    lines += ["## Samples (same seeds before and after)", "", "![before and after](grids/before_after.png)", ""]
+    if (folder / "grids").is_dir():
+        lines += ["## Samples (same seeds before and after)", "", "![before and after](grids/before_after.png)", ""]
     per_class = per_class_table(metrics)
     if per_class:
         lines += ["## Probe accuracy per class", "", *per_class, ""]

@@ -34,3 +34,4 @@ def make_method(name: str, objective: str | None = None, params: str | None = No
 
 # The registry: importing a module registers its method.
 from erase.methods import ft, ga, relabel, salun  # noqa: E402,F401
+from erase.methods import amnesiac, retrain  # noqa: E402,F401

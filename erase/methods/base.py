@@ -28,6 +28,8 @@ class Method:
     defaults: dict[str, Any] = {}
     uses_forget = True
     uses_retain = True
+    settings_section = "unlearn"  # recipe section with this method's default steps/lr/optimizer ("pretrain": retrain)
+    needs_steps = True  # False: prepare() does the unlearning and the steps are optional fine-tuning
 
     def __init__(self, objective: str | None = None, params: str | None = None, **hyper: Any):
         if objective is not None and objective not in OBJECTIVES:
@@ -57,6 +59,13 @@ class Method:
         selection_cls = selection_cls or selection_class(cls.params)
         merged.update(selection_cls.defaults)
         return copy.deepcopy(merged)
+
+    def validate(self, model, forget_set, retain_set) -> None:
+        """Check, before any run folder exists, what this method needs beyond the model and the data."""
+
+    def run_report(self) -> dict[str, Any]:
+        """Facts about this run for EVAL.json (e.g. the storage of an update log); empty by default."""
+        return {}
 
     # -- set-up, called once by the trainer -------------------------------------------------------------
     def prepare(self, model, task, data, accelerator, total_steps: int) -> None:

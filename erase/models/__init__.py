@@ -9,8 +9,9 @@ from typing import Any
 from erase.config import Recipe, save_recipe
 from erase.errors import UserError
 
-# family name -> module in erase.models providing load(recipe, weights, init) -> GeneratorBundle
-FAMILIES = {"ddpm": "erase.models.ddpm"}
+# family name -> module in erase.models providing load(recipe, folder) -> GeneratorBundle (ClassifierBundle
+# for classifiers, which `erase classify` loads)
+FAMILIES = {"ddpm": "erase.models.ddpm", "classifier": "erase.models.classifier"}
 
 
 @dataclass
@@ -56,6 +57,8 @@ def weights_folder(recipe: Recipe, weights: str | None) -> Path:
 def load_generator(recipe: Recipe, weights: str | None = None, init: str = "pretrained") -> GeneratorBundle:
     if init not in ("pretrained", "random"):
         raise UserError(f"--init must be 'pretrained' or 'random', got {init!r}")
+    if recipe.family == "classifier":
+        raise UserError(f"{recipe.name} is a classifier, not a generator: use `python -m erase classify`")
     module = family_module(recipe)
     folder = None if init == "random" else weights_folder(recipe, weights)
     return module.load(recipe, folder)

@@ -1,6 +1,12 @@
-"""Small image classifiers: the probes that judge generated samples, and the embedded digits-cnn."""
+"""Image classifiers: the probes that judge generated samples, digits-cnn and resnet18-cifar10.
+
+The `classifier` family: `load(recipe, folder)` gives a `ClassifierBundle`. The recipe's
+`architecture.type` names the class (small-cnn, resnet18-cifar); the other architecture keys are its
+config. Weights are save_pretrained folders (config.json + safetensors), loaded strictly.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -8,8 +14,9 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from erase.config import Recipe
-from erase.models.io import load_strict
+from erase.config import Recipe, save_recipe
+from erase.errors import UserError
+from erase.models.io import load_config_json, load_strict
 
 
 class SmallCNN(ModelMixin, ConfigMixin):
@@ -22,7 +29,7 @@ class SmallCNN(ModelMixin, ConfigMixin):
         layers, channels = [], in_channels
         for i, width in enumerate(widths):
             layers += [nn.Conv2d(channels, width, 3, stride=1 if i == 0 else 2, padding=1),
-                       nn.GroupNorm(8, width), nn.SiLU()]
+                       nn.GroupNorm(min(8, width), width), nn.SiLU()]
             channels = width
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.drop = nn.Dropout(dropout)
@@ -37,6 +44,77 @@ class SmallCNN(ModelMixin, ConfigMixin):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(x)))
+
+
+class ResNet18Cifar(ModelMixin, ConfigMixin):
+    """torchvision ResNet-18 for 32x32 inputs: 3x3 stride-1 stem and no max-pool (as SalUn's CIFAR models)."""
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(num_classes=num_classes)
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        self.net = net
+
+    @property
+    def num_features(self) -> int:
+        return self.net.fc.in_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net.relu(net.bn1(net.conv1(x)))
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return torch.flatten(net.avgpool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.fc(self.features(x))
+
+
+ARCHITECTURES: dict[str, type[ModelMixin]] = {"small-cnn": SmallCNN, "resnet18-cifar": ResNet18Cifar}
+
+
+def architecture_class(recipe: Recipe) -> tuple[type[ModelMixin], dict]:
+    config = dict(recipe.architecture)
+    kind = config.pop("type", "small-cnn")
+    if kind not in ARCHITECTURES:
+        raise UserError(f"{recipe.name}: unknown classifier architecture {kind!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[kind], config
+
+
+def build_classifier(recipe: Recipe) -> ModelMixin:
+    """Random weights (from the current torch seed) of the recipe's architecture."""
+    cls, config = architecture_class(recipe)
+    return cls(in_channels=recipe.channels, num_classes=recipe.num_classes, **config)
+
+
+@dataclass
+class ClassifierBundle:
+    """A loaded classifier and its recipe; `model` is what unlearning trains."""
+
+    recipe: Recipe
+    model: ModelMixin
+
+    def save(self, folder: Path) -> None:
+        """save_pretrained layout (config.json + safetensors) plus the recipe, so the folder is a --model."""
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+        save_recipe(self.recipe, folder, weights=".")
+
+
+def load(recipe: Recipe, folder: Path | None) -> ClassifierBundle:
+    """`folder=None` builds random weights from the recipe (--init random, retraining)."""
+    if folder is None:
+        return ClassifierBundle(recipe, build_classifier(recipe))
+    cls, _ = architecture_class(recipe)
+    saved = load_config_json(folder).get("_class_name")
+    if saved is not None and saved != cls.__name__:
+        raise UserError(f"{folder} holds a {saved}, but {recipe.name} expects a {cls.__name__}")
+    model = load_strict(cls, folder)
+    if model.config.num_classes != recipe.num_classes:
+        raise UserError(f"{folder} has {model.config.num_classes} classes; {recipe.name} needs {recipe.num_classes}")
+    return ClassifierBundle(recipe, model)
 
 
 def load_probe(recipe: Recipe) -> tuple[SmallCNN | None, str]:

@@ -20,6 +20,7 @@ class Task:
     """Per-sample losses for one model family. Subclasses implement the first three methods."""
 
     name = "task"
+    objectives: tuple[str, ...] = OBJECTIVES  # the forget objectives this task defines
 
     def training_loss(self, model, batch) -> torch.Tensor:
         """The family's ordinary training loss, one value per sample."""
@@ -32,6 +33,12 @@ class Task:
     def esd_loss(self, model, batch, eta: float) -> torch.Tensor:
         """ESD: match the frozen model's negatively guided prediction, per sample."""
         raise UserError(f"objective 'esd' is not defined for the {self.name} task; use ga or relabel")
+
+    def check_objective(self, objective: str | None) -> None:
+        """Refuse, before any work, an objective this task cannot compute."""
+        if objective is not None and objective not in self.objectives:
+            raise UserError(f"objective {objective!r} is not defined for the {self.name} task; "
+                            f"use one of {', '.join(self.objectives)} (--objective)")
 
     def set_reference(self, model) -> None:
         """Objectives that compare with the original model (esd) get a frozen copy here."""

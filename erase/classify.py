@@ -1,0 +1,164 @@
+"""`erase classify`: make an image classifier forget a class or a set of training samples, end to end.
+
+Same guarantees as `erase class`: every input (model, weights, data, forget set, method and what it needs)
+is validated before the run folder exists, and EVAL.json is written last. The metrics follow SalUn's
+classification protocol and are reported for the original, the unlearned and the retrained model (trained
+from scratch on the retain data, cached per forget set; erase/reference.py), with each metric's gap to
+the retrained model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from erase.config import Recipe, RunConfig, load_recipe
+from erase.data.datasets import LabelledImages, split_by_mask
+from erase.data.forget import ForgetSpec, describe, forget_mask
+from erase.data.images import load_classification_data
+from erase.errors import UserError
+from erase.evaluate.cache import cached
+from erase.evaluate.classification import evaluate_classifier, gap_to_retrain
+from erase.models import weights_folder
+from erase.models.classifier import ClassifierBundle, load
+from erase.reference import data_digest, retrained_reference
+from erase.runs import create_run_folder, default_run_name, write_yaml_atomic
+from erase.tasks.classification import classification_task
+from erase.train import unlearn
+from erase.workflow import (build_method, finish_run, incomplete_run, report_head, resolve_config, save_model,
+                            train_settings)
+
+
+@dataclass
+class ClassifyData:
+    """The training split cut into forget and retain sets, and the test set that TA and MIA use."""
+
+    forget: LabelledImages
+    retain: LabelledImages
+    test: LabelledImages
+    test_all: LabelledImages
+    class_names: list[str]
+    target: dict[str, Any]
+    digest: str
+
+
+def resolve_classify_config(command: str, model: str, method: str, spec: ForgetSpec, data: str | None = None,
+                            **options) -> tuple[RunConfig, Recipe]:
+    config, recipe = resolve_config(command, model, method, spec.as_target(), seed=spec.seed,
+                                    extra={"data": data}, **options)
+    check_classifier(recipe, config.model)
+    return config, recipe
+
+
+def check_classifier(recipe: Recipe, model: str) -> None:
+    if recipe.family != "classifier":
+        raise UserError(f"{recipe.name} is a {recipe.family} generator, not a classifier: use "
+                        f"`python -m erase class --model {model}`")
+
+
+def load_data(recipe: Recipe, config: RunConfig) -> ClassifyData:
+    train, test = load_classification_data(recipe, config.extra.get("data"))
+    if config.extra.get("data"):  # a user's folder names its own classes
+        recipe = dataclasses.replace(recipe, class_names=train.class_names, num_classes=len(train.class_names))
+    names = recipe.class_names or train.class_names
+    class_index = recipe.class_index
+    spec = ForgetSpec.from_target(config.target, config.seed)
+    mask = forget_mask(spec, train.labels, class_index)
+    forget, retain = split_by_mask(train, mask)
+    test_all = test
+    if spec.kind == "class":  # SalUn's class-wise protocol: TA and the MIA shadow set leave the class out
+        test = test.subset(~torch.isin(test.labels, forget.labels.unique()))
+    target = describe(spec, mask, names, class_index)
+    return ClassifyData(forget, retain, test, test_all, names, target, data_digest(train, test))
+
+
+def load_classifier(recipe: Recipe, weights: str | None, init: str) -> ClassifierBundle:
+    if init not in ("pretrained", "random"):
+        raise UserError(f"--init must be 'pretrained' or 'random', got {init!r}")
+    folder = None if init == "random" else weights_folder(recipe, weights)
+    return load(recipe, folder)
+
+
+def scored(model, data: ClassifyData, config: RunConfig, use_cache: bool) -> dict[str, Any]:
+    """UA/RA/TA/MIA (+ per-class test accuracy); the original and retrained weights are scored once."""
+    batch_size = config.evaluate.get("batch_size", 512)
+
+    def compute() -> dict[str, Any]:
+        return evaluate_classifier(model, data.forget, data.retain, data.test, data.class_names, batch_size,
+                                   test_all=data.test_all)
+
+    if not use_cache:
+        return compute()
+    key = {"data": data.digest, "forget": data.target, "protocol": "salun-svc-mia-v1",
+           "forget_ids": hashlib.sha256(data.forget.ids.numpy().tobytes()).hexdigest()}
+    return cached("classify-eval", [model], key, compute)
+
+
+def with_gaps(metrics: dict[str, Any], retrained: dict[str, Any]) -> dict[str, Any]:
+    return {**metrics, "gap_to_retrain": gap_to_retrain(metrics, retrained)}
+
+
+def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite: bool = False,
+                 run_folder: Path | None = None) -> Path:
+    """Validate -> run folder -> score original -> retrained reference -> unlearn -> score -> EVAL.json."""
+    started = time.perf_counter()
+    check_classifier(recipe, config.model)
+    method = build_method(config)
+    data = load_data(recipe, config)
+    torch.manual_seed(config.seed)
+    bundle = load_classifier(recipe, config.weights, config.init)
+    task = classification_task(recipe)
+    task.check_objective(method.objective)
+    method.validate(bundle.model, data.forget, data.retain)
+
+    if run_folder is None:
+        name = default_run_name(recipe.name, config.method, data.target["name"])
+        run_folder = create_run_folder(config.out, name, overwrite)
+        write_yaml_atomic(run_folder / "config.yaml", config.to_dict())
+    print(f"run folder: {run_folder}", file=sys.stderr)
+
+    eval_started = time.perf_counter()
+    original = scored(bundle.model, data, config, use_cache=True)
+    evaluate_seconds = time.perf_counter() - eval_started
+
+    retrain_started = time.perf_counter()
+    retrained_model, retrain_record = retrained_reference(bundle.model, task, data.forget, data.retain, recipe,
+                                                          config.model, config.seed, run_folder / "retrain-reference")
+    retrain_seconds = time.perf_counter() - retrain_started
+    eval_started = time.perf_counter()
+    retrained = {**scored(retrained_model, data, config, use_cache=True),
+                 "run_time_seconds": retrain_record["seconds"]}
+    evaluate_seconds += time.perf_counter() - eval_started
+
+    result = unlearn(bundle.model, task, method, data.forget, data.retain, train_settings(config),
+                     checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+    save_model(bundle, run_folder / "model")
+    eval_started = time.perf_counter()
+    unlearned = {**scored(bundle.model, data, config, use_cache=False),
+                 "run_time_seconds": round(result.prepare_seconds + result.train_seconds, 2)}
+    evaluate_seconds += time.perf_counter() - eval_started
+
+    report = {
+        **report_head(config, method, command_line, data.target),
+        "data": config.extra.get("data") or recipe.world or str(recipe.data_dir),
+        "seconds": {"prepare": round(result.prepare_seconds, 2), "unlearn": round(result.train_seconds, 2),
+                    "retrain": round(retrain_seconds, 2), "evaluate": round(evaluate_seconds, 2),
+                    "total": round(time.perf_counter() - started, 2)},
+        "metrics": {"original": with_gaps(original, retrained), "unlearned": with_gaps(unlearned, retrained),
+                    "retrained": retrained},
+        "avg_gap": gap_to_retrain(unlearned, retrained)["avg_gap"],
+        "retrain": retrain_record,
+    }
+    finish_run(run_folder, config, report)
+    return run_folder
+
+
+def resume_classify(run: str, command_line: str) -> Path:
+    folder, config = incomplete_run(run)
+    return run_classify(config, load_recipe(config.model), command_line, run_folder=folder)

@@ -1,0 +1,68 @@
+"""Membership inference as in SalUn / "Model Sparsity Can Simplify Machine Unlearning" (SVC_MIA).
+
+A shadow attack learns members vs non-members from one feature of the model's softmax output: members are
+retain samples (as many as there are test samples, the first ones), non-members the test samples. An RBF
+support vector classifier (C=3, gamma='auto') is fitted per feature and predicts the forget samples.
+MIA-efficacy = the fraction of forget samples the attack calls non-members (higher = the model treats the
+forget set like data it never saw). The headline is the prediction-confidence attack, as in those papers;
+correctness, entropy, modified entropy and the whole probability vector are reported beside it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+FEATURES = ("confidence", "correctness", "entropy", "m_entropy", "prob")
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """-sum p log p per row, with 0 log 0 = 0."""
+    return -torch.where(probs > 0, probs * probs.log(), torch.zeros_like(probs)).sum(-1)
+
+
+def modified_entropy(probs: torch.Tensor, labels: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
+    """Song & Mittal's Mentr: -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i).
+
+    The SalUn code indexes `probs[:, labels]` (every row at every label) and logs p instead of 1 - p; this is
+    the formula of the paper it cites, per row.
+    """
+    log_p = probs.clamp_min(eps).log()
+    log_not_p = (1 - probs).clamp_min(eps).log()
+    true = torch.nn.functional.one_hot(labels, probs.shape[1]).bool()
+    terms = torch.where(true, (1 - probs) * log_p, probs * log_not_p)
+    return -terms.sum(-1)
+
+
+def features(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each attack's input, one row per sample."""
+    probs, labels = probs.double(), labels.long()
+    confidence = probs.gather(1, labels[:, None])
+    correct = (probs.argmax(1) == labels).double()[:, None]
+    return {
+        "confidence": confidence.numpy(),
+        "correctness": correct.numpy(),
+        "entropy": entropy(probs)[:, None].numpy(),
+        "m_entropy": modified_entropy(probs, labels)[:, None].numpy(),
+        "prob": probs.numpy(),
+    }
+
+
+def non_member_rate(member: np.ndarray, non_member: np.ndarray, target: np.ndarray) -> float:
+    """Fit the SVC on member (1) vs non-member (0) rows; the fraction of `target` rows predicted 0."""
+    from sklearn.svm import SVC
+
+    x = np.concatenate([member, non_member]).reshape(len(member) + len(non_member), -1)
+    y = np.concatenate([np.ones(len(member)), np.zeros(len(non_member))])
+    attack = SVC(C=3, gamma="auto", kernel="rbf")
+    attack.fit(x, y)
+    return float(1 - attack.predict(target.reshape(len(target), -1)).mean())
+
+
+def mia_efficacy(member_probs: torch.Tensor, member_labels: torch.Tensor, non_member_probs: torch.Tensor,
+                 non_member_labels: torch.Tensor, forget_probs: torch.Tensor,
+                 forget_labels: torch.Tensor) -> dict[str, float]:
+    """MIA-efficacy on the forget set for every attack feature (SalUn's SVC_MIA with target_train=None)."""
+    shadow_in = features(member_probs, member_labels)
+    shadow_out = features(non_member_probs, non_member_labels)
+    target = features(forget_probs, forget_labels)
+    return {name: non_member_rate(shadow_in[name], shadow_out[name], target[name]) for name in FEATURES}

@@ -1,0 +1,103 @@
+"""The retrained reference: the `retrain` method on the retain data, computed once per forget set and cached.
+
+Any model family: the model only needs `from_config`/`save_pretrained` (diffusers ModelMixin). The key is
+everything that determines the result: the architecture config, the recipe's pretrain and train sections,
+the exact retain data (a digest of its images and labels), the seed and the erase version. Location:
+<erase cache>/retrain/<key>/ (save_pretrained layout + RETRAIN.json); $ERASE_CACHE moves the cache,
+ERASE_NO_CACHE=1 disables it.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import erase
+from erase.config import Recipe, RunConfig
+from erase.methods import make_method
+from erase.models.io import load_strict
+from erase.train import unlearn
+from erase.workflow import train_settings
+
+RECORD = "RETRAIN.json"
+
+
+def data_digest(*datasets) -> str:
+    """sha256 over the images, labels and sample ids of the given sets."""
+    digest = hashlib.sha256()
+    for data in datasets:
+        for tensor in (data.images, data.labels, data.ids):
+            digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def retrain_config(model_name: str, seed: int) -> RunConfig:
+    """The `retrain` method's settings for this model: its recipe's pretrain section, this seed."""
+    from erase.workflow import resolve_config
+
+    config, _ = resolve_config("retrain reference", model_name, "retrain", [], seed=seed)
+    return config
+
+
+def cache_key(model, recipe: Recipe, config: RunConfig, retain_set) -> str:
+    parts = {
+        "class": type(model).__name__,
+        "config": {k: v for k, v in dict(model.config).items() if not k.startswith("_")},
+        "training": {"steps": config.steps, "lr": config.lr, "batch_size": config.batch_size, **config.training},
+        "hyper": config.hyper,
+        "train_section": recipe.train,
+        "seed": config.seed,
+        "retain": data_digest(retain_set),
+        "version": erase.__version__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def cache_folder(key: str) -> Path:
+    from erase.evaluate import cache
+
+    return cache.CACHE_DIR / "retrain" / key
+
+
+def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, model_name: str, seed: int,
+                        checkpoint_dir: Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(retrained model, record); the record says whether it came from the cache and how long it took.
+
+    An interrupted retraining leaves its checkpoint in `checkpoint_dir` (inside the run folder, so
+    `--resume RUN` continues it); it is removed once the result is cached.
+    """
+    config = retrain_config(model_name, seed)
+    use_cache = not os.environ.get("ERASE_NO_CACHE")
+    key = cache_key(model, recipe, config, retain_set)
+    folder = cache_folder(key)
+    if use_cache and (folder / RECORD).is_file():
+        try:
+            record = json.loads((folder / RECORD).read_text())
+            return load_strict(type(model), folder), {**record, "cached": True, "cache": str(folder)}
+        except Exception:  # a damaged entry is recomputed, never trusted
+            shutil.rmtree(folder, ignore_errors=True)
+    retrained = copy.deepcopy(model)
+    result = unlearn(retrained, task, make_method("retrain", **config.hyper), forget_set, retain_set,
+                     train_settings(config), checkpoint_dir=checkpoint_dir, desc=f"retrain {recipe.name}")
+    record = {"steps": config.steps, "seed": seed, "lr": config.lr, "batch_size": config.batch_size,
+              "training": config.training, "retain_samples": len(retain_set),
+              "seconds": round(result.prepare_seconds + result.train_seconds, 2),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if use_cache:
+        tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        retrained.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    if checkpoint_dir is not None:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return retrained.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}

@@ -1,0 +1,120 @@
+"""Pieces every unlearning command shares: config resolution, method and trainer settings, saving the
+model, the common head of EVAL.json, and finishing or resuming a run folder.
+
+`erase class` (erase/unlearn.py) and `erase classify` (erase/classify.py) differ only in data, evaluation and
+reference models; everything here is the same for both.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+from erase.config import Recipe, RunConfig, check_positive, load_recipe
+from erase.errors import UserError
+from erase.evaluate.report import write_summary
+from erase.methods import make_method, method_class
+from erase.runs import COMPLETE_MARKER, existing_run, write_json_atomic
+from erase.train import TrainSettings
+
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
+                                                                      "mixed_precision"}
+CORE_TRAIN = ("steps", "lr", "batch_size", "seed")
+
+
+def method_section(recipe: Recipe, method: str) -> dict[str, Any]:
+    """The recipe's defaults for `method`: `unlearn` < `methods.<name>`; methods that train from scratch
+    (settings_section "pretrain") take the training settings of the recipe's `pretrain` section instead."""
+    if method_class(method).settings_section == "pretrain":
+        base = {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS or k == "checkpoint_every"}
+    else:
+        base = dict(recipe.unlearn)
+    return {**base, **recipe.methods.get(method, {})}
+
+
+def check_steps(value: Any, allow_zero: bool) -> int:
+    if allow_zero and str(value).strip() in ("0", "0.0"):
+        return 0
+    return check_positive("--steps", value)
+
+
+def resolve_config(command: str, model: str, method: str, target: list[str], *, objective=None, params=None,
+                   steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
+                   evaluate: dict | None = None, weights=None, init="pretrained", out=None,
+                   checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
+                   extra: dict | None = None) -> tuple[RunConfig, Recipe]:
+    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line."""
+    recipe = load_recipe(model)
+    cls = method_class(method)  # an unknown method name fails here, before anything else is read
+    section = method_section(recipe, method)
+    training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
+    recipe_hyper = {k: v for k, v in section.items() if k not in TRAIN_FIELDS and k != "checkpoint_every"}
+    config = RunConfig(
+        command=command, model=model, method=method, target=[str(t) for t in target],
+        objective=objective, params=params,
+        steps=check_steps(steps if steps is not None else section.get("steps", 100), not cls.needs_steps),
+        lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
+        batch_size=check_positive("--batch-size", batch_size if batch_size is not None
+                                  else section.get("batch_size", 32)),
+        seed=int(seed), training=training, hyper={**recipe_hyper, **(hyper or {})},
+        evaluate={**recipe.evaluate, **(evaluate or {})}, weights=weights, init=init, out=out,
+        checkpoint_every=int(checkpoint_every if checkpoint_every is not None
+                             else section.get("checkpoint_every", 0)),
+        keep_checkpoints=keep_checkpoints, mixed_precision=mixed_precision, extra=dict(extra or {}),
+    )
+    build_method(config)  # validates objective, params and every hyperparameter name now, before any work
+    return config, recipe
+
+
+def build_method(config: RunConfig):
+    return make_method(config.method, config.objective, config.params, **config.hyper)
+
+
+def train_settings(config: RunConfig) -> TrainSettings:
+    return TrainSettings(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+                         checkpoint_every=config.checkpoint_every, mixed_precision=config.mixed_precision,
+                         **config.training)
+
+
+def save_model(bundle, folder: Path) -> None:
+    """Save into a temporary sibling, then rename: model/ is either complete or absent."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    bundle.save(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def report_head(config: RunConfig, method, command_line: str, target: dict[str, Any]) -> dict[str, Any]:
+    """The keys every EVAL.json starts with (DESIGN.md: add keys freely, never rename these)."""
+    report = {
+        "command": command_line,
+        "model": config.model,
+        "method": config.method,
+        "objective": method.objective,
+        "params": method.params,
+        "target": target,
+        "steps": config.steps,
+        "seed": config.seed,
+        "settings": {"lr": config.lr, "batch_size": config.batch_size, **config.training, **method.hyper},
+    }
+    if method.run_report():
+        report["method_report"] = method.run_report()
+    return report
+
+
+def finish_run(folder: Path, config: RunConfig, report: dict[str, Any]) -> None:
+    """Drop checkpoints unless kept, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
+    if not config.keep_checkpoints:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    write_summary(folder, report)
+    write_json_atomic(folder / COMPLETE_MARKER, report)
+
+
+def incomplete_run(run: str) -> tuple[Path, RunConfig]:
+    """The folder and config of a run to resume; a complete run is refused."""
+    folder = existing_run(run)
+    if (folder / COMPLETE_MARKER).is_file():
+        raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
+    return folder, RunConfig.from_yaml(folder / "config.yaml")
