@@ -5,6 +5,7 @@ Every method and every task runs through `unlearn`. Batches and randomness of st
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -16,11 +17,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device, set_seed
+from accelerate.utils import gather_object, send_to_device, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from erase.data.sampling import full_pass_loader, step_loader
+from erase.errors import UserError
 from erase.progress import progress as progress_bar
 
 CHECKPOINT_PREFIX = "step-"
@@ -40,6 +42,7 @@ class TrainSettings:
     ema_decay: float = 0.0  # > 0 keeps an EMA of the weights and returns it (pretraining recipes)
     checkpoint_every: int = 0
     mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
     progress: bool = True
 
 
@@ -49,6 +52,8 @@ class TrainResult:
     prepare_seconds: float
     train_seconds: float
     resumed_from: int = 0
+    processes: int = 1
+    state_digest: str = ""  # sha256 of the method's state after set-up, checked equal on every process
 
 
 class Interrupted(Exception):
@@ -146,6 +151,61 @@ class StepHook:
         pass
 
 
+def make_accelerator(mixed_precision: str = "no") -> Accelerator:
+    """Without CUDA, say cpu=True: under `accelerate launch --multi_gpu`/torchrun that selects gloo (MULTI_CPU)."""
+    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """diffusers/transformers models trade compute for memory; other modules cannot."""
+    if not getattr(model, "_supports_gradient_checkpointing", False):
+        raise UserError(f"{type(model).__name__} does not support --gradient-checkpointing")
+    model.enable_gradient_checkpointing()
+
+
+def state_digest(state: Any) -> str:
+    """A hash of every tensor (and plain value) in a nested state dict."""
+    digest = hashlib.sha256()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                          if value.numel() else b"empty")
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                digest.update(str(key).encode())
+                visit(value[key])
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        else:
+            digest.update(repr(value).encode())
+
+    visit(state)
+    return digest.hexdigest()
+
+
+def check_same_on_every_process(accelerator: Accelerator, method) -> str:
+    """Masks and method state are computed on every process from the whole forget set; prove they agree."""
+    digest = state_digest(method.state_dict())
+    if accelerator.num_processes > 1:
+        digests = gather_object([digest])
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"method state differs between processes after set-up: {digests}")
+    return digest
+
+
+def mean_over_processes(accelerator: Accelerator, losses: dict[str, float]) -> dict[str, float]:
+    keys = sorted(losses)
+    values = torch.tensor([float(losses[k]) for k in keys], device=accelerator.device)
+    return dict(zip(keys, accelerator.reduce(values, reduction="mean").tolist()))
+
+
+def any_process(accelerator: Accelerator, flag: bool) -> bool:
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
 def _batches(loader, device):
     for batch in loader:
         yield send_to_device(batch, device)
@@ -180,14 +240,18 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
             accelerator: Accelerator | None = None, desc: str | None = None,
             hooks: tuple[StepHook, ...] = ()) -> TrainResult:
     """Run `method` for `settings.steps` steps; resume from `checkpoint_dir` when it holds a checkpoint."""
-    accelerator = accelerator or Accelerator(mixed_precision=settings.mixed_precision)
+    accelerator = accelerator or make_accelerator(settings.mixed_precision)
     set_seed(settings.seed)
     model.to(accelerator.device).train()
+
+    if settings.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
 
     started = time.perf_counter()
     data = PrepareData(forget_set, retain_set, settings.batch_size, accelerator.device, settings.seed)
     method.prepare(model, task, data, accelerator, settings.steps)
     prepare_seconds = time.perf_counter() - started
+    state_digest = check_same_on_every_process(accelerator, method)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, settings)
@@ -227,6 +291,9 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
             for hook in hooks:
                 hook.before_step(accelerator.unwrap_model(model), step, forget_batch, retain_batch)
             losses = method.step(model, task, forget_batch, retain_batch, optimizer, step)
+            if accelerator.num_processes > 1:  # log the mean over processes, and stop together
+                losses = mean_over_processes(accelerator, losses)
+                stop["stop"] = any_process(accelerator, stop["stop"])
             for hook in hooks:
                 hook.after_step(accelerator.unwrap_model(model), step)
             schedule.step()
@@ -255,4 +322,4 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
     for hook in hooks:
         hook.finish(model)
     return TrainResult(progress.history, prepare_seconds, time.perf_counter() - train_started,
-                       resumed_from=start)
+                       resumed_from=start, processes=accelerator.num_processes, state_digest=state_digest)
