@@ -48,7 +48,10 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
     p.add_argument("--checkpoint-every", type=int, help="save resumable state every N steps")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints/ after success")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
+                   help="autocast the training step through accelerate (bf16 also works on CPU)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass (diffusers models): less memory, more time")
     if sampling:
         p.add_argument("--samples", type=int, help="evaluation samples per retained class")
         p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
@@ -127,6 +130,7 @@ def _evaluate_overrides(args) -> dict[str, Any]:
 
 
 def cmd_class(args, command_line: str) -> int:
+    from erase.processes import is_main
     from erase.unlearn import resolve_config, resume_class, run_class
 
     if args.resume:
@@ -137,15 +141,18 @@ def cmd_class(args, command_line: str) -> int:
             steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, hyper=_hyper(args),
             evaluate=_evaluate_overrides(args), weights=args.weights, init=args.init, out=args.out,
             checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-            mixed_precision=args.mixed_precision)
+            mixed_precision=args.mixed_precision,
+            gradient_checkpointing=args.gradient_checkpointing)
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
-    print_run_result(folder)
+    if is_main():  # under `accelerate launch`, one process reports
+        print_run_result(folder)
     return 0
 
 
 def cmd_classify(args, command_line: str) -> int:
     from erase.classify import resolve_classify_config, resume_classify, run_classify
     from erase.data.forget import spec_from_options
+    from erase.processes import is_main
 
     if args.resume:
         folder = resume_classify(args.resume, command_line)
@@ -155,9 +162,11 @@ def cmd_classify(args, command_line: str) -> int:
             "classify", args.model, args.method, spec, data=args.data, objective=args.objective, params=args.params,
             steps=args.steps, lr=args.lr, batch_size=args.batch_size, hyper=_hyper(args), weights=args.weights,
             init=args.init, out=args.out, checkpoint_every=args.checkpoint_every,
-            keep_checkpoints=args.keep_checkpoints, mixed_precision=args.mixed_precision)
+            keep_checkpoints=args.keep_checkpoints, mixed_precision=args.mixed_precision,
+            gradient_checkpointing=args.gradient_checkpointing)
         folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
-    print_classify_result(folder)
+    if is_main():
+        print_classify_result(folder)
     return 0
 
 

@@ -21,11 +21,11 @@ from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
-from erase.runs import create_run_folder, default_run_name, write_yaml_atomic
+from erase.processes import is_main, shared_folder, wait_for_everyone
 from erase.sample import class_rows, labelled_grid, save_image_atomic, side_by_side
 from erase.train import unlearn
 from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
-                            report_head, resolve_config, save_model, train_settings)
+                            new_run_folder, report_head, resolve_config, save_model, train_settings)
 
 
 def forget_classes(recipe: Recipe, target: list[str]) -> list[int]:
@@ -98,20 +98,24 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
 
     if run_folder is None:
         target_name = "+".join(recipe.class_names[c] for c in forget)
-        run_folder = create_run_folder(config.out, default_run_name(recipe.name, config.method, target_name),
-                                       overwrite)
-        write_yaml_atomic(run_folder / "config.yaml", config.to_dict())
-    print(f"run folder: {run_folder}", file=sys.stderr)
+        run_folder = shared_folder(lambda: new_run_folder(config, recipe, target_name, overwrite))
+    main = is_main()  # under `accelerate launch` every process trains; only the main one evaluates and writes
+    if main:
+        print(f"run folder: {run_folder}", file=sys.stderr)
     per_row = config.evaluate.get("grid_per_class", 8)
 
     eval_started = time.perf_counter()
-    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True)
-    before = grid_image(bundle, images, labels, per_row, "before")
-    save_image_atomic(before, run_folder / "grids" / "before.png")
+    if main:
+        original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True)
+        before = grid_image(bundle, images, labels, per_row, "before")
+        save_image_atomic(before, run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started
 
     result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
                      checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+    if not main:
+        wait_for_everyone()
+        return run_folder
     save_model(bundle, run_folder / "model")
 
     eval_started = time.perf_counter()
@@ -130,7 +134,8 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
                     "total": round(time.perf_counter() - started, 2)},
         "metrics": {"original": original, "unlearned": unlearned},
     }
-    finish_run(run_folder, config, report)
+    finish_run(run_folder, config, report, processes=result.processes)
+    wait_for_everyone()
     return run_folder
 
 

@@ -15,7 +15,8 @@ from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.errors import UserError
 from erase.evaluate.report import write_summary
 from erase.methods import make_method, method_class
-from erase.runs import COMPLETE_MARKER, existing_run, write_json_atomic
+from erase.runs import (COMPLETE_MARKER, create_run_folder, default_run_name, existing_run, write_json_atomic,
+                        write_yaml_atomic)
 from erase.train import TrainSettings
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
@@ -43,12 +44,14 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
-                   extra: dict | None = None) -> tuple[RunConfig, Recipe]:
+                   gradient_checkpointing=False, extra: dict | None = None) -> tuple[RunConfig, Recipe]:
     """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line."""
     recipe = load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
     section = method_section(recipe, method)
     training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
+    if gradient_checkpointing:
+        training["gradient_checkpointing"] = True
     recipe_hyper = {k: v for k, v in section.items() if k not in TRAIN_FIELDS and k != "checkpoint_every"}
     config = RunConfig(
         command=command, model=model, method=method, target=[str(t) for t in target],
@@ -104,8 +107,16 @@ def report_head(config: RunConfig, method, command_line: str, target: dict[str, 
     return report
 
 
-def finish_run(folder: Path, config: RunConfig, report: dict[str, Any]) -> None:
+def new_run_folder(config: RunConfig, recipe: Recipe, target_name: str, overwrite: bool) -> Path:
+    """Create the run folder and write config.yaml into it (main process only: see erase/processes.py)."""
+    folder = create_run_folder(config.out, default_run_name(recipe.name, config.method, target_name), overwrite)
+    write_yaml_atomic(folder / "config.yaml", config.to_dict())
+    return folder
+
+
+def finish_run(folder: Path, config: RunConfig, report: dict[str, Any], processes: int = 1) -> None:
     """Drop checkpoints unless kept, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
+    report.setdefault("processes", processes)
     if not config.keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     write_summary(folder, report)

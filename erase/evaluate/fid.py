@@ -26,7 +26,8 @@ class ProbeFeatures(nn.Module):
 def fid_probe(probe, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 512) -> float:
     """FID between two image sets in [-1, 1], on probe features."""
     probe.eval()
-    metric = FrechetInceptionDistance(feature=ProbeFeatures(probe), normalize=True)
+    # sync_on_compute=False: under `accelerate launch` only the main process evaluates (erase/processes.py)
+    metric = FrechetInceptionDistance(feature=ProbeFeatures(probe), normalize=True, sync_on_compute=False)
     device = next(probe.parameters()).device
     for images, is_real in ((real, True), (fake, False)):
         for i in range(0, len(images), batch_size):
