@@ -42,6 +42,8 @@ def _whole_tensor_masks(model, chosen: set[str]) -> Masks:
 class ByName(Selection):
     """Static whole-tensor masks from parameter names; refuses models without conditioning layers."""
 
+    works_on = "models with cross-attention (attn2) or a class-conditioning path; not classifiers"
+
     def chosen(self, model) -> set[str]:
         raise NotImplementedError
 
@@ -62,6 +64,8 @@ class ByName(Selection):
 class CrossAttention(ByName):
     """ESD-x: only the layers that read the conditioning."""
 
+    summary = "ESD-x: attn2, or class embedding + the layers that read it (time_emb_proj, adaLN)"
+
     def chosen(self, model) -> set[str]:
         return set(conditioning_names(model)[0])
 
@@ -69,6 +73,8 @@ class CrossAttention(ByName):
 @register_selection("non-cross-attn")
 class NonCrossAttention(ByName):
     """ESD-u: everything except the conditioning layers, the time embedding and the output layers."""
+
+    summary = "ESD-u: all but the conditioning layers, the time embedding and the output layers"
 
     def chosen(self, model) -> set[str]:
         excluded = set(conditioning_names(model)[0])

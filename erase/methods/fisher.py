@@ -21,6 +21,7 @@ def fisher_ratio_masks(forget_fisher: Masks, retain_fisher: Masks, gamma: float)
 
 @register_selection("fisher-saliency")
 class FisherSaliency(Selection):
+    summary = "SFR-on: forget Fisher / retain Fisher >= gamma, per weight (set up once)"
     defaults = {"gamma": 1.0, "fisher_clip": 1.0, "fisher_retain_batches": None}
 
     def prepare(self, model, task, data, objective, accelerator) -> None:

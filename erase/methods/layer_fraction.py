@@ -29,6 +29,7 @@ def per_tensor_top(scores: torch.Tensor, fraction: float) -> torch.Tensor:
 
 @register_selection("layer-fraction")
 class LayerFraction(Selection):
+    summary = "each step, the top `fraction` of every tensor by |gradient| (or random: partial_rule)"
     defaults = {"fraction": 0.5, "partial_rule": "magnitude"}
 
     def __init__(self, hyper):

@@ -40,6 +40,8 @@ class Selection:
     """Base: everything trains. Subclasses fill `self.masks` in `prepare` (or per step)."""
 
     name = "all"
+    summary = ""
+    works_on = "every model"
     defaults: dict[str, Any] = {}
 
     def __init__(self, hyper: dict[str, Any]):
@@ -66,7 +68,7 @@ class Selection:
 
 @register_selection("all")
 class AllParameters(Selection):
-    pass
+    summary = "every weight"
 
 
 def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | None, square: bool,
@@ -111,6 +113,8 @@ def top_fraction_masks(scores: Masks, fraction: float) -> Masks:
 @register_selection("saliency")
 class Saliency(Selection):
     """SalUn: |sum of forget-loss gradients|, top `mask_ratio` of all weights by one global ranking."""
+
+    summary = "SalUn: top mask_ratio of |forget gradient|, one global ranking (set up once)"
 
     defaults = {"mask_ratio": 0.5, "mask_clip": 1.0}
 
