@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="an embedded model, e.g. ddpm-digits")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int, help="override the recipe's training steps")
+    p.add_argument("--rescore", action="store_true", help="generators: score the shipped weights again with the "
+                   "recipe's current sampling settings and update PRETRAIN.json, without training")
     p.add_argument("--data", metavar="DIR", help="classifiers: train on this dataset folder (needs --out "
                    "for an embedded model)")
     p.add_argument("--out", metavar="DIR", help="classifiers: write the model here instead of its recipe's "
@@ -218,8 +220,11 @@ def cmd_list(args, command_line: str) -> int:
 def cmd_pretrain(args, command_line: str) -> int:
     import json
 
-    from erase.pretrain import LogRequest, pretrain
+    from erase.pretrain import LogRequest, pretrain, rescore
 
+    if args.rescore:
+        print(json.dumps(rescore(args.name)["generated_probe_accuracy"], indent=2))
+        return 0
     log = None
     if args.log_updates:
         log = LogRequest(classes=args.log_classes, random=args.log_random, indices=args.log_indices,
