@@ -45,17 +45,23 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
                    gradient_checkpointing=False, extra: dict | None = None) -> tuple[RunConfig, Recipe]:
-    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line."""
+    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
+
+    `methods.<name>` may set `objective` and `params` too (the method's axes for this model family)."""
     recipe = load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
     section = method_section(recipe, method)
     training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
     if gradient_checkpointing:
         training["gradient_checkpointing"] = True
-    recipe_hyper = {k: v for k, v in section.items() if k not in TRAIN_FIELDS and k != "checkpoint_every"}
+    # A recipe may also pick a method's objective and parameter selection for its family (SFR-on's reference
+    # uses adaptive GA for CIFAR DDPMs, plain GA for DiT, a redirect loss for Stable Diffusion).
+    axes = ("objective", "params")
+    recipe_hyper = {k: v for k, v in section.items()
+                    if k not in TRAIN_FIELDS and k != "checkpoint_every" and k not in axes}
     config = RunConfig(
         command=command, model=model, method=method, target=[str(t) for t in target],
-        objective=objective, params=params,
+        objective=objective or section.get("objective"), params=params or section.get("params"),
         steps=check_steps(steps if steps is not None else section.get("steps", 100), not cls.needs_steps),
         lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
         batch_size=check_positive("--batch-size", batch_size if batch_size is not None

@@ -97,3 +97,18 @@ def test_list_shows_combinations_and_defaults(cli):
     assert "classification                         ga, relabel, adaptive-ga" in out
     for name in selection_names():
         assert f"  {name} " in out
+
+
+def test_a_recipe_can_choose_a_methods_objective_and_params(tmp_path):
+    import yaml
+
+    from conftest import TINY_DDPM
+    from erase.workflow import resolve_config
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY_DDPM, "methods": {"sfron": {"objective": "relabel", "params": "all",
+                                                                        "forget_alpha": 2.0}}}))
+    config, _ = resolve_config("class", str(path), "sfron", ["3"])
+    assert (config.objective, config.params, config.hyper["forget_alpha"]) == ("relabel", "all", 2.0)
+    config, _ = resolve_config("class", str(path), "sfron", ["3"], objective="ga", params="saliency")
+    assert (config.objective, config.params) == ("ga", "saliency")  # the command line wins

@@ -101,3 +101,21 @@ def test_implicit_igs_learns_the_multiplier_in_a_run():
     fresh = make_method("igs")
     fresh.load_extra_state({"multiplier": state})
     assert fresh.multiplier.value == method.multiplier.value
+
+
+def test_fast_form_mixes_losses_with_a_multiplier_learned_between_steps():
+    model, task = toy_model(), RegressionTask()
+    method = make_method("igs", form="fast", multiplier_lr=0.5, epsilon=0.0)
+    result = run(method, model, task, toy_data(8, 1), toy_data(8, 2), steps=5, lr=0.05)
+    multipliers = [h["multiplier"] for h in result.history]
+    assert multipliers[0] == 1.0 and len(set(multipliers)) > 1
+    assert method.extra_state()["previous_retain"] == result.history[-1]["retain_loss"]
+
+
+def test_unknown_form_is_refused():
+    import pytest
+
+    from erase.errors import UserError
+
+    with pytest.raises(UserError, match="form must be one of"):
+        make_method("igs", form="slow")

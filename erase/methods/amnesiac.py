@@ -53,7 +53,7 @@ class Amnesiac(FineTune):
         super().prepare(model, task, data, accelerator, total_steps)
 
     def run_report(self) -> dict[str, Any]:
-        return dict(self._report)
+        return {**super().run_report(), **self._report}
 
 
 @register("partial-amnesiac")

@@ -72,8 +72,14 @@ class Method:
         self.selection.validate(model)
 
     def run_report(self) -> dict[str, Any]:
-        """Facts about this run for EVAL.json (e.g. the storage of an update log); empty by default."""
-        return {}
+        """Facts about this run for EVAL.json: the share of weights a fixed selection frees (saliency,
+        fisher-saliency, cross-attn...); subclasses add their own (e.g. the storage of an update log)."""
+        masks = self.selection.masks
+        if not masks:
+            return {}
+        kept = sum(int(m.sum()) for m in masks.values())
+        total = sum(m.numel() for m in masks.values())
+        return {"selected_fraction": round(kept / max(1, total), 4)}
 
     # -- set-up, called once by the trainer -------------------------------------------------------------
     def prepare(self, model, task, data, accelerator, total_steps: int) -> None:

@@ -7,7 +7,14 @@ retain gradient is added only as far as needed to stop the forget gradient from 
 `igs` is the paper's implicit form: one backward on
     log(L_f - m_f) + max(w, 0) * log(L_r - m_r)
 where the multiplier w plays the Lagrange multiplier and learns, by its own Adam, from the observed change
-of the retain loss on the same batch (same noise and timesteps) across the step.
+of the retain loss on the same batch (same noise and timesteps) across the step (`form: log`, the paper's
+"eu"). `form: fast` is the reference's cheaper "eu_fast": no second forward; w learns from the previous
+step's and this step's retain loss and the loss is the convex mix (w L_r + L_f) / (1 + w) (L_f alone while
+w < 0), w starting at 1.
+
+Sign convention: `epsilon` is the tolerated rise of log L_r per step, so w grows when the retain loss rose
+by more than epsilon and decays otherwise. The reference code's update equals ours with epsilon negated
+(it asks the retain loss to fall by epsilon), so a negative epsilon reproduces it.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from typing import Any
 
 import torch
 
+from erase.errors import UserError
 from erase.methods import register
 from erase.methods.base import Method
 
@@ -76,19 +84,36 @@ class RetainMultiplier:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+FORMS = ("log", "fast")
+
+
 @register("igs")
 class ImplicitGradientSurgery(Method):
     summary = "one backward on log L_f + w log L_r; multiplier w learned from the retain loss's change"
     objective = "relabel"
-    defaults = {"epsilon": 0.01, "multiplier_lr": 0.025, "multiplier_decay": 0.01, "multiplier_init": 0.0,
-                "forget_floor": 0.0, "retain_floor": 0.0}
+    defaults = {"form": "log", "epsilon": 0.01, "multiplier_lr": 0.025, "multiplier_decay": 0.01,
+                "multiplier_init": None, "forget_floor": 0.0, "retain_floor": 0.0}
 
     def __init__(self, objective=None, params=None, **hyper: Any):
         super().__init__(objective=objective, params=params, **hyper)
-        self.multiplier = RetainMultiplier(self.hyper["multiplier_init"], self.hyper["multiplier_lr"],
-                                           self.hyper["multiplier_decay"])
+        if self.hyper["form"] not in FORMS:
+            raise UserError(f"form must be one of {', '.join(FORMS)}, got {self.hyper['form']!r}")
+        initial = self.hyper["multiplier_init"]
+        if initial is None:
+            initial = 1.0 if self.hyper["form"] == "fast" else 0.0
+        self.multiplier = RetainMultiplier(initial, self.hyper["multiplier_lr"], self.hyper["multiplier_decay"])
+        self.previous_retain: float | None = None  # form fast: the last step's retain loss
+
+    def learn_multiplier(self, before: float, after: float) -> None:
+        gradient = multiplier_gradient(before, after, self.hyper["epsilon"], self.hyper["retain_floor"])
+        if self.accelerator.num_processes > 1:  # one multiplier for all processes: average its gradient
+            gradient = float(self.accelerator.reduce(torch.tensor([gradient], device=self.accelerator.device),
+                                                     reduction="mean"))
+        self.multiplier.update(gradient)
 
     def step(self, model, task, forget_batch, retain_batch, optimizer, step):
+        if self.hyper["form"] == "fast":
+            return self.fast_step(model, task, forget_batch, retain_batch, optimizer, step)
         forget = self.forget_loss(task, model, forget_batch)
         replay = rng_replay(self.accelerator.device)
         retain = task.retain_loss(model, retain_batch)
@@ -102,18 +127,26 @@ class ImplicitGradientSurgery(Method):
             retain_after = task.retain_loss(model, retain_batch)
         resume()
         before, after = retain.item(), retain_after.item()
-        gradient = multiplier_gradient(before, after, self.hyper["epsilon"], self.hyper["retain_floor"])
-        if self.accelerator.num_processes > 1:  # one multiplier for all processes: average its gradient
-            gradient = float(self.accelerator.reduce(torch.tensor([gradient], device=self.accelerator.device),
-                                                     reduction="mean"))
-        self.multiplier.update(gradient)
+        self.learn_multiplier(before, after)
         return {"forget_loss": forget.item(), "retain_loss": before, "retain_loss_after": after, "multiplier": w}
 
+    def fast_step(self, model, task, forget_batch, retain_batch, optimizer, step):
+        forget = self.forget_loss(task, model, forget_batch)
+        retain = task.retain_loss(model, retain_batch)
+        if self.previous_retain is not None:
+            self.learn_multiplier(self.previous_retain, retain.item())
+        w = float(self.multiplier.w.detach())
+        loss = forget if w < 0 else (w * retain + forget) / (1 + w)
+        self.update(loss, optimizer, step)
+        self.previous_retain = retain.item()
+        return {"forget_loss": forget.item(), "retain_loss": retain.item(), "multiplier": w}
+
     def extra_state(self) -> dict[str, Any]:
-        return {"multiplier": self.multiplier.state_dict()}
+        return {"multiplier": self.multiplier.state_dict(), "previous_retain": self.previous_retain}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.multiplier.load_state_dict(state["multiplier"])
+        self.previous_retain = state.get("previous_retain")
 
 
 def flat_dot(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
