@@ -11,7 +11,7 @@ from erase.errors import UserError
 
 # family name -> module in erase.models providing load(recipe, folder) -> GeneratorBundle (ClassifierBundle
 # for classifiers, which `erase classify` loads)
-FAMILIES = {"ddpm": "erase.models.ddpm", "classifier": "erase.models.classifier"}
+FAMILIES = {"ddpm": "erase.models.ddpm", "dit": "erase.models.dit", "classifier": "erase.models.classifier"}
 
 
 @dataclass
