@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("class", help="forget a class of a class-conditional generator (DDPM, DiT)")
     p.add_argument("--model", default="ddpm-digits", help="model name (see `erase list`) or a model folder")
     p.add_argument("--forget", action="append", help="class id or name to forget (repeat for several)")
+    p.add_argument("--data", metavar="DIR", help="training images for models without an embedded world: "
+                   "CIFAR-10 python batches or an ImageFolder (default: sampled from the original model)")
+    p.add_argument("--probe", metavar="PATH", help="the probe that judges samples (ImageNet: ResNet-50 "
+                   "weights as .safetensors); default: the recipe's")
     add_run_options(p)
 
     p = sub.add_parser("classify", help="make an image classifier forget a class or training samples")
@@ -144,7 +148,8 @@ def cmd_class(args, command_line: str) -> int:
             evaluate=_evaluate_overrides(args), weights=args.weights, init=args.init, out=args.out,
             checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
             mixed_precision=args.mixed_precision,
-            gradient_checkpointing=args.gradient_checkpointing)
+            gradient_checkpointing=args.gradient_checkpointing,
+            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None})
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
     if is_main():  # under `accelerate launch`, one process reports
         print_run_result(folder)

@@ -27,7 +27,7 @@ from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.methods import make_method
 from erase.models import GeneratorBundle, family_module
 from erase.models import classifier as classifier_family
-from erase.models.classifier import SmallCNN
+from erase.models.classifier import SmallCNN, load_probe
 from erase.tasks.classification import ClassificationTask, classification_task, shift_and_noise
 from erase.tasks.denoising import DenoisingTask
 from erase.train import TrainResult, TrainSettings, unlearn
@@ -128,9 +128,16 @@ def rescore(name: str) -> dict:
 def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> dict:
     """Probe + class-conditional generator on the recipe's world; returns the record written beside them."""
     started = time.perf_counter()
-    probe, probe_record = train_probe(recipe, seed)
-    _write_folder(recipe.probe_dir, lambda d: probe.save_pretrained(str(d), safe_serialization=True))
-    print(f"probe: test accuracy {probe_record['test_accuracy']:.3f}", file=sys.stderr)
+    if recipe.pretrain.get("probe"):
+        probe, probe_record = train_probe(recipe, seed)
+        _write_folder(recipe.probe_dir, lambda d: probe.save_pretrained(str(d), safe_serialization=True))
+        print(f"probe: test accuracy {probe_record['test_accuracy']:.3f}", file=sys.stderr)
+    else:  # a second model of the same world is judged by the world's existing probe, never a new one
+        probe, reason = load_probe(recipe)
+        if probe is None:
+            raise UserError(f"{recipe.name} reuses its world's probe, but {reason}: pretrain the model that "
+                            f"trains it first (e.g. `python -m erase pretrain ddpm-digits`)")
+        probe_record = {"reused": str(recipe.probe_dir)}
 
     bundle, result = train_generator_from_scratch(recipe, load_world(recipe.world, "train"), seed, steps)
     tail = result.history[-100:]
@@ -141,6 +148,7 @@ def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> di
         "batch_size": recipe.pretrain.get("batch_size"),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
+        "parameters": sum(p.numel() for p in bundle.denoiser.parameters()),
         "probe": probe_record,
         "generated_probe_accuracy": generated_probe_accuracy(recipe, bundle.pipeline, probe, seed),
         "machine": machine(),
@@ -249,7 +257,7 @@ def machine() -> dict:
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
-PRETRAINERS = {"ddpm": pretrain_class_generator, "classifier": pretrain_classifier}
+PRETRAINERS = {"ddpm": pretrain_class_generator, "dit": pretrain_class_generator, "classifier": pretrain_classifier}
 
 
 def pretrain(name: str, seed: int | None = None, steps: int | None = None, data: str | None = None,

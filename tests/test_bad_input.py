@@ -66,6 +66,11 @@ CLASS_CASES = [
     (["--forget", "3", "--batch-size", "many"], "--batch-size must be a positive number"),
     (["--forget", "3", "--weights", "no/such/folder"], "no weights at"),
     (["--forget", "3", "--bogus-flag"], "unrecognized arguments"),
+    (["--forget", "3", "--data", "no/such/folder"], "data folder no/such/folder does not exist"),
+    (["--model", "dit-digits", "--forget", "ten"], "unknown class 'ten'"),
+    (["--model", "dit-imagenet", "--forget", "golden retriver"], "did you mean 'golden retriever' (207)"),
+    (["--model", "dit-imagenet", "--forget", "1000"], "out of range"),
+    (["--model", "dit-imagenet", "--forget", "207", "--weights", "no/such/dit"], "no weights at no/such/dit"),
 ]
 
 
@@ -92,6 +97,21 @@ def test_damaged_weights(cli, workdir, tiny_recipe, tiny_weights, how, words):
     before = files_under(workdir)
     result = cli("class", "--model", tiny_recipe, "--weights", tiny_weights, "--forget", "3")
     _assert_clean_failure(result, words, workdir, before)
+
+
+def test_missing_dit_imagenet_weights_name_the_folder(cli, workdir, monkeypatch):
+    monkeypatch.setenv("ERASE_MODELS", str(workdir / "models"))
+    before = files_under(workdir)
+    _assert_clean_failure(cli("class", "--model", "dit-imagenet", "--forget", "golden retriever"),
+                          f"no weights at {workdir / 'models' / 'dit-imagenet'}", workdir, before)
+
+
+def test_damaged_imagenet_probe_is_refused_before_any_work(cli, workdir):
+    (workdir / "probe.safetensors").write_bytes(b"not a safetensors file")
+    before = files_under(workdir)
+    result = cli("class", "--model", "dit-imagenet", "--forget", "207", "--init", "random", "--probe",
+                 "probe.safetensors")
+    _assert_clean_failure(result, "corrupt or truncated", workdir, before)
 
 
 def test_not_an_erase_folder(cli, workdir):
