@@ -195,3 +195,10 @@ def test_resnet50_probe_judges_any_resolution(workdir):
     probe, reason = load_resnet50_probe(workdir / "resnet50.safetensors")
     assert reason == "" and probe(torch.rand(2, 3, 64, 64) * 2 - 1).shape == (2, 1000)
     assert load_resnet50_probe(workdir / "absent.safetensors")[0] is None
+
+
+def test_shipped_dit_digits_loads_strictly_and_samples(cli, workdir):
+    code, out, err = cli("sample", "--model", "dit-digits", "--classes", "3,7", "--per-class", "2",
+                         "--guidance-scale", "2", "--inference-steps", "5", "--out", "g.png")
+    assert code == 0, err
+    assert (workdir / "g.png").is_file()
