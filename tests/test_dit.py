@@ -146,6 +146,12 @@ def test_imagenet_recipe_forgets_by_name_with_generated_data_and_no_probe(cli, w
         skipped = report["metrics"][which]["skipped"]
         assert "ResNet-50 probe weights not found" in skipped and "unlearning_accuracy" not in report["metrics"][which]
     assert (run / "grids" / "before_after.png").is_file()
+    # a resumed run trains on the images cached in the run folder, not on new ones
+    cached = (run / "data" / "generated.safetensors").stat().st_mtime_ns
+    (run / "EVAL.json").unlink()
+    code, _, err = cli("class", "--resume", run)
+    assert code == 0, err
+    assert (run / "EVAL.json").is_file() and (run / "data" / "generated.safetensors").stat().st_mtime_ns == cached
 
 
 def _image_folder(root, classes, per_class=3, size=16):
