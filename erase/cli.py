@@ -52,7 +52,15 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     if sampling:
         p.add_argument("--samples", type=int, help="evaluation samples per retained class")
         p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
+        add_fid_options(p)
     p.add_argument("--allow-download", action="store_true", help="allow model hub access (off by default)")
+
+
+def add_fid_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inception-weights", metavar="PATH", help="clean-fid's Inception weights "
+                   "(inception-2015-12-05.pt, or a folder holding it): report fid_clean and kid instead of "
+                   "fid_probe (default: $ERASE_INCEPTION, then clean-fid's cache /tmp/inception-2015-12-05.pt)")
+    p.add_argument("--fid-mode", choices=["clean", "legacy_tensorflow"], help="clean-fid mode (default clean)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +131,12 @@ def _evaluate_overrides(args) -> dict[str, Any]:
         out["samples_per_class"] = args.samples
     if args.forget_samples is not None:
         out["forget_samples"] = args.forget_samples
+    if args.inception_weights:
+        from pathlib import Path
+
+        out["inception_weights"] = str(Path(args.inception_weights).expanduser().resolve())
+    if args.fid_mode:
+        out["fid_mode"] = args.fid_mode
     return out
 
 
@@ -182,9 +196,10 @@ def print_run_result(folder) -> None:
     for name in ("original", "unlearned"):
         m = report["metrics"].get(name, {})
         if "unlearning_accuracy" in m:
+            distances = "".join(f", {key} {m[key]:.4g}" for key in sorted(m)
+                                if key.startswith(("fid_", "kid")) and isinstance(m[key], (int, float)))
             print(f"{name:>9}: unlearning accuracy {m['unlearning_accuracy']:.1%}, "
-                  f"retained accuracy {m['retained_accuracy']:.1%}"
-                  + (f", fid_probe {m['fid_probe']:.2f}" if "fid_probe" in m else ""))
+                  f"retained accuracy {m['retained_accuracy']:.1%}{distances}")
         elif "skipped" in m:
             print(f"{name:>9}: {m['skipped']}")
     print(f"    total: {report['seconds']['total']:.0f} s")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from erase.config import Recipe, RunConfig, load_recipe
 from erase.data import load_world, split_by_classes
 from erase.errors import UserError
 from erase.evaluate.cache import cached
-from erase.evaluate.fid import fid_probe
+from erase.evaluate.fid import frechet_scores, make_fid_backend
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
@@ -38,34 +39,61 @@ def forget_classes(recipe: Recipe, target: list[str]) -> list[int]:
 
 
 # -- evaluation -------------------------------------------------------------------------------------------
+@dataclass
+class Judges:
+    """What scores a generator's samples: the probe (UA/RA) and the FID backend (fid_clean or fid_probe)."""
+
+    probe: Any
+    reason: str  # why the probe is missing, when it is
+    fid: Any
+
+    @property
+    def fid_description(self) -> dict[str, Any] | None:
+        return None if self.fid is None else self.fid.description
+
+
+def make_judges(recipe: Recipe, config: RunConfig) -> Judges:
+    """Load the probe and pick the FID backend; a bad --inception-weights fails here, before any work."""
+    probe, reason = load_probe(recipe)
+    settings = config.evaluate
+    fid = make_fid_backend(probe, settings.get("inception_weights"), settings.get("fid_mode", "clean")) \
+        if recipe.world is not None else None
+    return Judges(probe, reason, fid)
+
+
 def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunConfig, desc: str,
-                       use_cache: bool = False) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    """Probe accuracy per class, UA/RA and fid_probe of retained classes; also returns the samples.
+                       use_cache: bool = False, judges: Judges | None = None
+                       ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Probe accuracy per class, UA/RA and the FID of retained classes; also returns the samples.
 
     `use_cache` (the original model) reuses an earlier evaluation of exactly these weights and settings.
     """
     recipe, settings = bundle.recipe, config.evaluate
     counts = {c: settings.get("forget_samples", 100) if c in forget else settings.get("samples_per_class", 50)
               for c in range(recipe.num_classes)}
-    probe, reason = load_probe(recipe)
+    judges = judges or make_judges(recipe, config)
+    probe = judges.probe
 
     def compute() -> dict[str, Any]:
         images, labels = generate_for_classes(bundle.pipeline, counts, config.seed, recipe.sampling,
                                               settings.get("batch_size", 250), desc=desc)
         if probe is None:
-            return {"metrics": {"skipped": f"probe metrics skipped: {reason}"}, "images": images, "labels": labels}
+            return {"metrics": {"skipped": f"probe metrics skipped: {judges.reason}"}, "images": images,
+                    "labels": labels}
         metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
-        if recipe.world is not None:
+        if judges.fid is not None:
             real = load_world(recipe.world, "all")
             retained_real = real.subset(~torch.isin(real.labels, torch.tensor(forget))).images
             retained_fake = images[~torch.isin(labels, torch.tensor(forget))]
-            metrics["fid_probe"] = fid_probe(probe, retained_real, retained_fake)
+            metrics.update(frechet_scores(judges.fid, retained_real, retained_fake))
+            metrics["fid_backend"] = judges.fid.description
         metrics["sampling"] = dict(recipe.sampling)
         return {"metrics": metrics, "images": images, "labels": labels}
 
     if use_cache:
         key = {"counts": counts, "seed": config.seed, "sampling": recipe.sampling, "world": recipe.world,
-               "forget": forget, "probe": str(recipe.probe_dir) if probe is None else "weights"}
+               "forget": forget, "probe": str(recipe.probe_dir) if probe is None else "weights",
+               "fid": judges.fid_description}
         result = cached("class-eval", [bundle.denoiser] + ([probe] if probe is not None else []), key, compute)
     else:
         result = compute()
@@ -95,6 +123,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     task = denoising_task(bundle)
     task.check_objective(method.objective)
     method.validate(bundle.denoiser, forget_set, retain_set)
+    judges = make_judges(recipe, config)
 
     if run_folder is None:
         target_name = "+".join(recipe.class_names[c] for c in forget)
@@ -105,7 +134,8 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     per_row = config.evaluate.get("grid_per_class", 8)
 
     eval_started = time.perf_counter()
-    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True)
+    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True,
+                                                  judges=judges)
     before = grid_image(bundle, images, labels, per_row, "before")
     save_image_atomic(before, run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started
@@ -115,7 +145,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     save_model(bundle, run_folder / "model")
 
     eval_started = time.perf_counter()
-    unlearned, images, labels = evaluate_generator(bundle, forget, config, "evaluate unlearned")
+    unlearned, images, labels = evaluate_generator(bundle, forget, config, "evaluate unlearned", judges=judges)
     after = grid_image(bundle, images, labels, per_row, "after")
     save_image_atomic(after, run_folder / "grids" / "after.png")
     save_image_atomic(side_by_side(before, after), run_folder / "grids" / "before_after.png")
