@@ -13,6 +13,7 @@ from typing import Any
 
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.errors import UserError
+from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
 from erase.methods import make_method, method_class
 from erase.runs import COMPLETE_MARKER, existing_run, write_json_atomic
@@ -105,9 +106,10 @@ def report_head(config: RunConfig, method, command_line: str, target: dict[str, 
 
 
 def finish_run(folder: Path, config: RunConfig, report: dict[str, Any]) -> None:
-    """Drop checkpoints unless kept, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
+    """Drop checkpoints unless kept, draw plots/, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
     if not config.keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    run_plots(folder, report)
     write_summary(folder, report)
     write_json_atomic(folder / COMPLETE_MARKER, report)
 

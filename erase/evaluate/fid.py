@@ -106,10 +106,12 @@ def clean_fid_cache_file() -> Path:
 def find_inception_weights(explicit: str | os.PathLike | None = None) -> Path | None:
     """--inception-weights > $ERASE_INCEPTION > clean-fid's cache; a named path that is absent is an error.
 
-    ERASE_INCEPTION=none turns clean-fid off (fid_probe only), e.g. for quick runs or tests.
+    `--inception-weights none` or ERASE_INCEPTION=none turns clean-fid off (fid_probe only), e.g. for quick
+    runs, tests, or re-scoring elsewhere a run that named weights this machine lacks.
     """
+    off = ("none", "off", "0")
     env = os.environ.get(INCEPTION_ENV, "")
-    if not explicit and env.strip().lower() in ("none", "off", "0"):
+    if str(explicit or "").strip().lower() in off or (not explicit and env.strip().lower() in off):
         return None
     for source, value in (("--inception-weights", explicit), (INCEPTION_ENV, env)):
         if value:
@@ -122,6 +124,11 @@ def find_inception_weights(explicit: str | os.PathLike | None = None) -> Path | 
             return path
     cache = clean_fid_cache_file()
     return cache if cache.is_file() else None
+
+
+def inception_setting(value: str) -> str:
+    """What config.yaml records for --inception-weights: 'none', or the absolute path."""
+    return value if value.strip().lower() in ("none", "off", "0") else str(Path(value).expanduser().resolve())
 
 
 def load_inception(path: Path, mode: str, device) -> nn.Module:

@@ -21,6 +21,10 @@ HEADLINE = [
 ]
 
 
+PLOTS = [("loss_curves.png", "forget and retain losses over unlearning steps"),
+         ("per_class_accuracy.png", "accuracy per class before and after")]
+
+
 def _cell(metrics: dict[str, Any], key: str, fmt: str) -> str:
     value = metrics.get(key)
     return fmt.format(value) if isinstance(value, (int, float)) else "-"
@@ -76,6 +80,9 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
                   f"(95 % Wilson interval {lo:.1%} to {hi:.1%}).", ""]
     if (folder / "grids").is_dir():
         lines += ["## Samples (same seeds before and after)", "", "![before and after](grids/before_after.png)", ""]
+    pictures = [(name, title) for name, title in PLOTS if (folder / "plots" / name).is_file()]
+    if pictures:
+        lines += ["## Plots", ""] + [f"![{title}](plots/{name})" for name, title in pictures] + [""]
     per_class = per_class_table(metrics)
     if per_class:
         lines += ["## Probe accuracy per class", "", *per_class, ""]
