@@ -21,7 +21,6 @@ from erase.errors import UserError
 from erase.evaluate.fid import inception_setting
 from erase.models import load_generator
 from erase.runs import COMPLETE_MARKER, write_json_atomic
-from erase.sample import save_image_atomic, side_by_side
 
 RESCORABLE = ("class",)  # commands whose runs are scored on samples (classify runs are scored exactly)
 
@@ -74,7 +73,7 @@ def evaluation_name(config: RunConfig, fid_names: tuple[str, ...]) -> str:
 def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, seed=None,
                 inception_weights=None, fid_mode=None, update: bool = False) -> tuple[Path, dict[str, Any]]:
     """Score the run's original and unlearned model again; returns the written JSON's path and the report."""
-    from erase.unlearn import evaluate_generator, forget_classes, grid_image, make_judges
+    from erase.unlearn import evaluate_generator, forget_classes, make_judges, save_grids
 
     folder, run_config, report = finished_run(run)
     config = evaluation_config(run_config, samples, forget_samples, seed, inception_weights, fid_mode)
@@ -87,10 +86,10 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
     print(f"re-scoring {folder}", file=sys.stderr)
 
     started = time.perf_counter()
-    original, images_o, labels_o = evaluate_generator(original_bundle, forget, config, "evaluate original",
-                                                      use_cache=True, judges=judges)
-    unlearned, images_u, labels_u = evaluate_generator(unlearned_bundle, forget, config, "evaluate unlearned",
-                                                       use_cache=True, judges=judges)
+    original, *before = evaluate_generator(original_bundle, forget, config, "evaluate original", use_cache=True,
+                                           judges=judges)
+    unlearned, *after = evaluate_generator(unlearned_bundle, forget, config, "evaluate unlearned", use_cache=True,
+                                           judges=judges)
     seconds = time.perf_counter() - started
     fid_names = tuple(judges.fid.names) if judges.fid is not None else ()
     rescored = {
@@ -105,15 +104,13 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
     path = folder / "evals" / f"{evaluation_name(config, fid_names)}.json"
     write_json_atomic(path, rescored)
     if update:
-        per_row = config.evaluate.get("grid_per_class", 8)
-        before = grid_image(original_bundle, images_o, labels_o, per_row, "before")
-        after = grid_image(unlearned_bundle, images_u, labels_u, per_row, "after")
-        replace_run_record(folder, rescored, before, after)
+        save_grids(folder, original_bundle, forget, before, after, config.evaluate.get("grid_per_class", 8))
+        replace_run_record(folder, rescored)
     return path, rescored
 
 
-def replace_run_record(folder: Path, report: dict[str, Any], before, after) -> None:
-    """--update: keep the old EVAL.json under evals/, redraw grids, plots and SUMMARY.md, write EVAL.json last."""
+def replace_run_record(folder: Path, report: dict[str, Any]) -> None:
+    """--update: keep the old EVAL.json under evals/, redraw plots and SUMMARY.md, write EVAL.json last."""
     from erase.evaluate.plots import run_plots
     from erase.evaluate.report import write_summary
 
@@ -121,9 +118,6 @@ def replace_run_record(folder: Path, report: dict[str, Any], before, after) -> N
     previous = folder / COMPLETE_MARKER
     (folder / "evals").mkdir(exist_ok=True)
     (folder / "evals" / f"previous-{stamp}.json").write_text(previous.read_text())
-    save_image_atomic(before, folder / "grids" / "before.png")
-    save_image_atomic(after, folder / "grids" / "after.png")
-    save_image_atomic(side_by_side(before, after), folder / "grids" / "before_after.png")
     run_plots(folder, report)
     write_summary(folder, report)
     write_json_atomic(previous, report)

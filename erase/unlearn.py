@@ -23,7 +23,7 @@ from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
 from erase.runs import create_run_folder, default_run_name, write_yaml_atomic
-from erase.sample import class_rows, labelled_grid, save_image_atomic, side_by_side
+from erase.sample import before_after_grid, class_rows, labelled_grid, save_image_atomic
 from erase.train import unlearn
 from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
                             report_head, resolve_config, save_model, train_settings)
@@ -101,9 +101,22 @@ def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunCo
 
 
 def grid_image(bundle: GeneratorBundle, images, labels, per_row: int, title: str):
-    classes = list(range(bundle.recipe.num_classes))
-    rows = class_rows(images, labels, classes, per_row)
-    return labelled_grid(rows, [bundle.recipe.class_names[c] for c in classes], title=title)
+    return labelled_grid(grid_rows(bundle, images, labels, per_row), bundle.recipe.class_names, title=title)
+
+
+def grid_rows(bundle: GeneratorBundle, images, labels, per_row: int):
+    return class_rows(images, labels, list(range(bundle.recipe.num_classes)), per_row)
+
+
+def save_grids(folder: Path, bundle: GeneratorBundle, forget: list[int], before: tuple, after: tuple,
+               per_row: int) -> None:
+    """grids/before.png, grids/after.png and grids/before_after.png (one image, one labelled row per class)."""
+    rows_before, rows_after = grid_rows(bundle, *before, per_row), grid_rows(bundle, *after, per_row)
+    names = bundle.recipe.class_names
+    save_image_atomic(labelled_grid(rows_before, names, title="before"), folder / "grids" / "before.png")
+    save_image_atomic(labelled_grid(rows_after, names, title="after"), folder / "grids" / "after.png")
+    save_image_atomic(before_after_grid(rows_before, rows_after, names, highlight=forget),
+                      folder / "grids" / "before_after.png")
 
 
 # -- the command ------------------------------------------------------------------------------------------
@@ -134,10 +147,9 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     per_row = config.evaluate.get("grid_per_class", 8)
 
     eval_started = time.perf_counter()
-    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True,
-                                                  judges=judges)
-    before = grid_image(bundle, images, labels, per_row, "before")
-    save_image_atomic(before, run_folder / "grids" / "before.png")
+    original, *before = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True,
+                                           judges=judges)
+    save_image_atomic(grid_image(bundle, *before, per_row, "before"), run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started
 
     result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
@@ -145,10 +157,8 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     save_model(bundle, run_folder / "model")
 
     eval_started = time.perf_counter()
-    unlearned, images, labels = evaluate_generator(bundle, forget, config, "evaluate unlearned", judges=judges)
-    after = grid_image(bundle, images, labels, per_row, "after")
-    save_image_atomic(after, run_folder / "grids" / "after.png")
-    save_image_atomic(side_by_side(before, after), run_folder / "grids" / "before_after.png")
+    unlearned, *after = evaluate_generator(bundle, forget, config, "evaluate unlearned", judges=judges)
+    save_grids(run_folder, bundle, forget, before, after, per_row)
     evaluate_seconds += time.perf_counter() - eval_started
 
     target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
