@@ -55,7 +55,16 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     if sampling:
         p.add_argument("--samples", type=int, help="evaluation samples per retained class")
         p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
+        add_fid_options(p)
     p.add_argument("--allow-download", action="store_true", help="allow model hub access (off by default)")
+
+
+def add_fid_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inception-weights", metavar="PATH", help="clean-fid's Inception weights "
+                   "(inception-2015-12-05.pt, or a folder holding it): report fid_clean and kid instead of "
+                   "fid_probe (default: $ERASE_INCEPTION, then clean-fid's cache /tmp/inception-2015-12-05.pt; "
+                   "'none': fid_probe)")
+    p.add_argument("--fid-mode", choices=["clean", "legacy_tensorflow"], help="clean-fid mode (default clean)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "random"])
 
+    p = sub.add_parser("eval", help="re-score a finished run (original and unlearned model) with new samples")
+    p.add_argument("--run", required=True, metavar="RUN", help="a finished run folder (runs/<run>)")
+    p.add_argument("--samples", type=int, help="samples per retained class (default: the run's)")
+    p.add_argument("--forget-samples", type=int, help="samples of the forgotten class (default: the run's)")
+    p.add_argument("--seed", type=int, help="seed of the evaluation samples (default: the run's)")
+    add_fid_options(p)
+    p.add_argument("--update", action="store_true", help="make these scores the run's EVAL.json (the old one "
+                   "is kept under evals/) and redraw its grids, plots and SUMMARY.md")
+
+    p = sub.add_parser("compare", help="one table (markdown + CSV) and plots over several finished runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. runs/*")
+    p.add_argument("--out", default="compare", help="folder for compare.md, compare.csv and the plots")
+
     sub.add_parser("list", help="models, methods, parameter selections, objectives, metrics, worlds")
 
     p = sub.add_parser("pretrain", help="rebuild an embedded model (and its probe) from scratch")
@@ -132,6 +154,12 @@ def _evaluate_overrides(args) -> dict[str, Any]:
         out["samples_per_class"] = args.samples
     if args.forget_samples is not None:
         out["forget_samples"] = args.forget_samples
+    if args.inception_weights:
+        from erase.evaluate.fid import inception_setting
+
+        out["inception_weights"] = inception_setting(args.inception_weights)
+    if args.fid_mode:
+        out["fid_mode"] = args.fid_mode
     return out
 
 
@@ -195,12 +223,21 @@ def print_run_result(folder) -> None:
 
     report = json.loads((folder / "EVAL.json").read_text())
     print(f"run folder: {folder}")
+    print_metrics(report)
+
+
+def print_metrics(report) -> None:
     for name in ("original", "unlearned"):
         m = report["metrics"].get(name, {})
         if "unlearning_accuracy" in m:
-            print(f"{name:>9}: unlearning accuracy {m['unlearning_accuracy']:.1%}, "
-                  f"retained accuracy {m['retained_accuracy']:.1%}"
-                  + (f", fid_probe {m['fid_probe']:.2f}" if "fid_probe" in m else ""))
+            distances = "".join(f", {key} {m[key]:.4g}" for key in sorted(m)
+                                if key.startswith(("fid_", "kid")) and isinstance(m[key], (int, float)))
+            interval = ""
+            if "unlearning_accuracy_ci95" in m:
+                lo, hi = m["unlearning_accuracy_ci95"]
+                interval = f" (95 % CI {lo:.1%}-{hi:.1%}, n={m.get('forget_samples', '?')})"
+            print(f"{name:>9}: unlearning accuracy {m['unlearning_accuracy']:.1%}{interval}, "
+                  f"retained accuracy {m['retained_accuracy']:.1%}{distances}")
         elif "skipped" in m:
             print(f"{name:>9}: {m['skipped']}")
     print(f"    total: {report['seconds']['total']:.0f} s")
@@ -212,6 +249,25 @@ def cmd_sample(args, command_line: str) -> int:
     path = sample_grid(args.model, args.classes, args.per_class, args.out, args.seed, args.guidance_scale,
                        args.inference_steps, args.weights, args.init)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args, command_line: str) -> int:
+    from erase.rescore import rescore_run
+
+    path, report = rescore_run(args.run, command_line, samples=args.samples, forget_samples=args.forget_samples,
+                               seed=args.seed, inception_weights=args.inception_weights, fid_mode=args.fid_mode,
+                               update=args.update)
+    print(f"wrote {path}" + (f" and {args.run}/EVAL.json" if args.update else ""))
+    print_metrics(report)
+    return 0
+
+
+def cmd_compare(args, command_line: str) -> int:
+    from erase.compare import compare_runs
+
+    written = compare_runs(args.runs, args.out)
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -243,7 +299,7 @@ def cmd_pretrain(args, command_line: str) -> int:
 
 
 COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrain": cmd_pretrain,
-            "classify": cmd_classify}
+            "classify": cmd_classify, "eval": cmd_eval, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,10 @@ METRICS = {
     "unlearning_accuracy": "1 - probe accuracy on samples of the forgotten target (higher = more forgotten)",
     "retained_accuracy": "mean probe accuracy on samples of every retained class",
     "per_class_accuracy": "probe accuracy on samples of each class",
-    "fid_probe": "Frechet distance of retained-class samples vs real images, on the probe's features",
+    "fid_probe": "Frechet distance of retained-class samples vs real images, on the probe's features "
+                 "(when clean-fid's Inception weights are absent)",
+    "fid_clean, kid": "clean-fid's FID and KID (Inception, mode clean) of retained-class samples vs real images, "
+                      "when its weights are local (--inception-weights, $ERASE_INCEPTION or /tmp)",
     "classify: unlearning_accuracy": "UA, 1 - accuracy on the forget set (training samples)",
     "classify: retained_accuracy": "RA, accuracy on the retain set",
     "classify: test_accuracy": "TA, accuracy on the test set (without the forgotten class for class forgetting)",

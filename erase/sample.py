@@ -46,6 +46,51 @@ def labelled_grid(rows: Sequence[list[Image.Image]], row_labels: Sequence[str], 
     return canvas
 
 
+def wrap_label(text: str, font, max_width: int, max_lines: int) -> list[str]:
+    """Split a row label (a class name or a whole prompt) into lines that fit; cut the last one with '...'."""
+    lines: list[str] = []
+    for word in str(text).split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= max_width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] += " ..."
+    return [line if font.getlength(line) <= max_width else line[: max(1, max_width // 7)] + "..." for line in lines]
+
+
+def before_after_grid(before: Sequence[list[Image.Image]], after: Sequence[list[Image.Image]],
+                      row_labels: Sequence[str], highlight: Sequence[int] = (), tile: int = TILE,
+                      titles: tuple[str, str] = ("before", "after"), gap: int = 16,
+                      max_label_width: int = 220) -> Image.Image:
+    """One image: a row label column, then the `before` samples and the `after` samples of each row side by
+    side (same seeds, so column j of both halves started from the same noise). Rows in `highlight` (the
+    forgotten classes or prompts) get a red label."""
+    if len(before) != len(row_labels) or len(after) != len(row_labels):
+        raise ValueError("before, after and row_labels need one entry per row")
+    font = _font()
+    line_height = 16
+    wrapped = [wrap_label(label, font, max_label_width, max(1, tile // line_height)) for label in row_labels]
+    label_width = 8 + max(40, max(int(font.getlength(line)) for lines in wrapped for line in lines))
+    cols = max(len(r) for r in [*before, *after])
+    block = cols * tile
+    top = 24
+    canvas = Image.new("RGB", (label_width + 2 * block + gap, top + len(row_labels) * tile), "white")
+    draw = ImageDraw.Draw(canvas)
+    for half, (rows, title) in enumerate(zip((before, after), titles)):
+        left = label_width + half * (block + gap)
+        draw.text((left, 4), title, fill="black", font=font)
+        for i, row in enumerate(rows):
+            for j, img in enumerate(row):
+                canvas.paste(img.resize((tile, tile), Image.NEAREST), (left + j * tile, top + i * tile))
+    for i, lines in enumerate(wrapped):
+        y = top + i * tile + (tile - line_height * len(lines)) // 2
+        for k, line in enumerate(lines):
+            draw.text((4, y + k * line_height), line, fill="crimson" if i in highlight else "black", font=font)
+    return canvas
+
+
 def class_rows(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], per_row: int):
     """The first `per_row` samples of each class, in class order."""
     pil = to_pil(images)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,14 @@ from erase.data.images import load_folder
 from erase.data.worlds import world_names
 from erase.errors import UserError
 from erase.evaluate.cache import cached
-from erase.evaluate.fid import fid_probe
+from erase.evaluate.fid import frechet_scores, make_fid_backend
 from erase.evaluate.imagenet_probe import load_resnet50_probe
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
 from erase.processes import from_main, is_main, shared_folder, wait_for_everyone
-from erase.sample import class_rows, labelled_grid, save_image_atomic, side_by_side
+from erase.sample import before_after_grid, class_rows, labelled_grid, save_image_atomic
 from erase.train import unlearn
 from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
                             new_run_folder, report_head, resolve_config, save_model, train_settings)
@@ -94,33 +95,61 @@ def evaluation_counts(recipe: Recipe, forget: list[int], settings: dict, seed: i
             for c in sorted(forget + retained)}
 
 
+@dataclass
+class Judges:
+    """What scores a generator's samples: the probe (UA/RA) and the FID backend (fid_clean or fid_probe)."""
+
+    probe: Any
+    reason: str  # why the probe is missing, when it is
+    fid: Any
+
+    @property
+    def fid_description(self) -> dict[str, Any] | None:
+        return None if self.fid is None else self.fid.description
+
+
+def make_judges(recipe: Recipe, config: RunConfig) -> Judges:
+    """Load the probe and pick the FID backend (against an embedded world's real images); a bad
+    --inception-weights or damaged probe weights fail here, before any work."""
+    probe, reason = generator_probe(recipe, config)
+    settings = config.evaluate
+    fid = make_fid_backend(probe, settings.get("inception_weights"), settings.get("fid_mode", "clean")) \
+        if recipe.world in world_names() else None
+    return Judges(probe, reason, fid)
+
+
 def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunConfig, desc: str,
-                       use_cache: bool = False) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-    """Probe accuracy per class, UA/RA and fid_probe of retained classes; also returns the samples.
+                       use_cache: bool = False, judges: Judges | None = None
+                       ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Probe accuracy per class, UA/RA and the FID of retained classes; also returns the samples.
 
     `use_cache` (the original model) reuses an earlier evaluation of exactly these weights and settings.
     """
     recipe, settings = bundle.recipe, config.evaluate
     counts = evaluation_counts(recipe, forget, settings, config.seed)
-    probe, reason = generator_probe(recipe, config)
+    judges = judges or make_judges(recipe, config)
+    probe = judges.probe
 
     def compute() -> dict[str, Any]:
         images, labels = generate_for_classes(bundle.pipeline, counts, config.seed, recipe.sampling,
                                               settings.get("batch_size", 250), desc=desc)
         if probe is None:
-            return {"metrics": {"skipped": f"probe metrics skipped: {reason}"}, "images": images, "labels": labels}
+            return {"metrics": {"skipped": f"probe metrics skipped: {judges.reason}"}, "images": images,
+                    "labels": labels}
         metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
-        if recipe.world in world_names():
+        if judges.fid is not None:
             real = load_world(recipe.world, "all")
             retained_real = real.subset(~torch.isin(real.labels, torch.tensor(forget))).images
             retained_fake = images[~torch.isin(labels, torch.tensor(forget))]
-            metrics["fid_probe"] = fid_probe(probe, retained_real, retained_fake)
+            metrics.update(frechet_scores(judges.fid, retained_real, retained_fake))
+            metrics["fid_backend"] = judges.fid.description
         metrics["sampling"] = dict(recipe.sampling)
         return {"metrics": metrics, "images": images, "labels": labels}
 
     if use_cache:
         key = {"counts": counts, "seed": config.seed, "sampling": recipe.sampling, "world": recipe.world,
-               "forget": forget, "probe": reason if probe is None else "weights"}
+               "forget": forget, "probe": judges.reason if probe is None else "weights",
+               "fid": judges.fid_description}
         result = cached("class-eval", [bundle.denoiser] + ([probe] if probe is not None else []), key, compute)
     else:
         result = compute()
@@ -128,9 +157,32 @@ def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunCo
 
 
 def grid_image(bundle: GeneratorBundle, images, labels, per_row: int, title: str):
-    classes = sorted(set(labels.tolist()))
-    rows = class_rows(images, labels, classes, per_row)
-    return labelled_grid(rows, [bundle.recipe.class_names[c] for c in classes], title=title)
+    return labelled_grid(grid_rows(images, labels, per_row), row_names(bundle, labels), title=title)
+
+
+def evaluated_classes(labels) -> list[int]:
+    """The classes that were sampled (all, or a subset for ImageNet-sized models), in id order."""
+    return sorted(set(labels.tolist()))
+
+
+def row_names(bundle: GeneratorBundle, labels) -> list[str]:
+    return [bundle.recipe.class_names[c] for c in evaluated_classes(labels)]
+
+
+def grid_rows(images, labels, per_row: int):
+    return class_rows(images, labels, evaluated_classes(labels), per_row)
+
+
+def save_grids(folder: Path, bundle: GeneratorBundle, forget: list[int], before: tuple, after: tuple,
+               per_row: int) -> None:
+    """grids/before.png, grids/after.png and grids/before_after.png (one image, one labelled row per class)."""
+    rows_before, rows_after = grid_rows(*before, per_row), grid_rows(*after, per_row)
+    names, classes = row_names(bundle, before[1]), evaluated_classes(before[1])
+    save_image_atomic(labelled_grid(rows_before, names, title="before"), folder / "grids" / "before.png")
+    save_image_atomic(labelled_grid(rows_after, names, title="after"), folder / "grids" / "after.png")
+    save_image_atomic(before_after_grid(rows_before, rows_after, names,
+                                        highlight=[classes.index(c) for c in forget if c in classes]),
+                      folder / "grids" / "before_after.png")
 
 
 # -- the command ------------------------------------------------------------------------------------------
@@ -143,7 +195,6 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     forget = forget_classes(recipe, config.target)
     method = build_method(config)
     torch.manual_seed(config.seed)
-    generator_probe(recipe, config)  # damaged probe weights fail now; absent ones are skipped with a reason
     bundle = load_generator(recipe, config.weights, config.init)
     sets, data_source = training_data(recipe, config, forget)
     if sets is not None and len(sets[0]) == 0:
@@ -152,6 +203,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     task.check_objective(method.objective)
     if sets is not None:
         method.validate(bundle.denoiser, *sets)
+    judges = make_judges(recipe, config)
 
     if run_folder is None:
         target_name = "+".join(recipe.class_names[c] for c in forget)
@@ -168,9 +220,9 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
 
     eval_started = time.perf_counter()
     if main:
-        original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True)
-        before = grid_image(bundle, images, labels, per_row, "before")
-        save_image_atomic(before, run_folder / "grids" / "before.png")
+        original, *before = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True,
+                                               judges=judges)
+        save_image_atomic(grid_image(bundle, *before, per_row, "before"), run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started
 
     result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
@@ -181,10 +233,8 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     save_model(bundle, run_folder / "model")
 
     eval_started = time.perf_counter()
-    unlearned, images, labels = evaluate_generator(bundle, forget, config, "evaluate unlearned")
-    after = grid_image(bundle, images, labels, per_row, "after")
-    save_image_atomic(after, run_folder / "grids" / "after.png")
-    save_image_atomic(side_by_side(before, after), run_folder / "grids" / "before_after.png")
+    unlearned, *after = evaluate_generator(bundle, forget, config, "evaluate unlearned", judges=judges)
+    save_grids(run_folder, bundle, forget, before, after, per_row)
     evaluate_seconds += time.perf_counter() - eval_started
 
     target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,

@@ -13,6 +13,7 @@ from typing import Any
 
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.errors import UserError
+from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
 from erase.methods import make_method, method_class
 from erase.runs import (COMPLETE_MARKER, create_run_folder, default_run_name, existing_run, write_json_atomic,
@@ -121,10 +122,11 @@ def new_run_folder(config: RunConfig, recipe: Recipe, target_name: str, overwrit
 
 
 def finish_run(folder: Path, config: RunConfig, report: dict[str, Any], processes: int = 1) -> None:
-    """Drop checkpoints unless kept, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
+    """Drop checkpoints unless kept, draw plots/, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
     report.setdefault("processes", processes)
     if not config.keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    run_plots(folder, report)
     write_summary(folder, report)
     write_json_atomic(folder / COMPLETE_MARKER, report)
 

@@ -9,6 +9,7 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("ERASE_INCEPTION", "none")  # fid_probe unless a test asks for clean-fid
 
 from erase.cli import main  # noqa: E402
 from erase.config import PIPELINES_DIR  # noqa: E402

@@ -160,3 +160,71 @@ def test_pretrain_refuses_unknown_and_real_models(cli, workdir):
     _assert_clean_failure(cli("pretrain", "ddpm-cifar10"), "has no pretrain recipe", workdir, before)
     _assert_clean_failure(cli("pretrain", "digits-cnn", "--rescore"), "--rescore needs an embedded generator",
                           workdir, before)
+
+
+@pytest.fixture
+def unfinished_run(workdir):
+    """A run folder that was interrupted: config.yaml, no EVAL.json."""
+    folder = workdir / "half"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("command: class\nmodel: ddpm-digits\nmethod: ga\ntarget: ['3']\n")
+    return folder
+
+
+@pytest.fixture
+def classify_run(workdir):
+    folder = workdir / "cnn-run"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("command: classify\nmodel: digits-cnn\nmethod: ft\ntarget: ['class:3']\n")
+    (folder / "EVAL.json").write_text("{}")
+    return folder
+
+
+EVAL_CASES = [
+    (["--run", "no/such/run"], "does not exist"),
+    (["--run", "."], "is not a run folder"),
+    (["--run", "half"], "is incomplete"),
+    (["--run", "cnn-run"], "classifier runs are scored exactly"),
+    (["--run", "half", "--samples", "x"], "invalid int value"),
+    (["--samples", "3"], "--run"),
+    (["--run", "half", "--fid-mode", "fancy"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, words", EVAL_CASES, ids=[c[1] for c in EVAL_CASES])
+def test_eval_bad_input(cli, workdir, unfinished_run, classify_run, argv, words):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("eval", *argv), words, workdir, before)
+
+
+def test_eval_bad_sample_count_and_inception_weights(cli, workdir, unfinished_run):
+    (unfinished_run / "EVAL.json").write_text("{}")
+    (unfinished_run / "model").mkdir()
+    (unfinished_run / "model" / "keep").write_text("")
+    before = files_under(workdir)
+    _assert_clean_failure(cli("eval", "--run", "half", "--samples", "0"), "--samples must be a positive number",
+                          workdir, before)
+    _assert_clean_failure(cli("eval", "--run", "half", "--inception-weights", "nowhere.pt"), "does not exist",
+                          workdir, before)
+
+
+COMPARE_CASES = [
+    (["no/such/run"], "does not exist"),
+    (["half"], "no finished runs to compare"),
+    (["."], "is not a run folder"),
+    ([], "the following arguments are required"),
+]
+
+
+@pytest.mark.parametrize("argv, words", COMPARE_CASES, ids=[c[1] for c in COMPARE_CASES])
+def test_compare_bad_input(cli, workdir, unfinished_run, argv, words):
+    before = files_under(workdir)
+    code, out, err = cli("compare", *argv, "--out", "cmp")
+    err = "\n".join(line for line in err.splitlines() if not line.startswith("erase compare: skipping"))
+    _assert_clean_failure((code, out, err), words, workdir, before)
+
+
+def test_class_bad_inception_weights(cli, workdir):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("class", "--forget", "3", "--inception-weights", "nowhere.pt"), "does not exist",
+                          workdir, before)

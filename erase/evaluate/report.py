@@ -10,12 +10,19 @@ HEADLINE = [
     ("unlearning_accuracy", "unlearning accuracy (higher = more forgotten)", "{:.1%}"),
     ("retained_accuracy", "retained accuracy", "{:.1%}"),
     ("fid_probe", "fid_probe (retained classes, probe features)", "{:.2f}"),
-    ("fid_clean", "FID (clean-fid, Inception)", "{:.2f}"),
+    ("fid_clean", "FID (clean-fid, Inception, mode clean)", "{:.2f}"),
+    ("kid", "KID (clean-fid, Inception, mode clean)", "{:.4f}"),
+    ("fid_legacy_tensorflow", "FID (clean-fid, Inception, mode legacy_tensorflow)", "{:.2f}"),
+    ("kid_legacy_tensorflow", "KID (clean-fid, Inception, mode legacy_tensorflow)", "{:.4f}"),
     ("nudity_rate", "nudity rate", "{:.1%}"),
     ("test_accuracy", "test accuracy (TA)", "{:.1%}"),
     ("mia_efficacy", "MIA-efficacy (forget set called non-member)", "{:.1%}"),
     ("run_time_seconds", "run time (RTE, s)", "{:.1f}"),
 ]
+
+
+PLOTS = [("loss_curves.png", "forget and retain losses over unlearning steps"),
+         ("per_class_accuracy.png", "accuracy per class before and after")]
 
 
 def _cell(metrics: dict[str, Any], key: str, fmt: str) -> str:
@@ -73,6 +80,9 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
                   f"(95 % Wilson interval {lo:.1%} to {hi:.1%}).", ""]
     if (folder / "grids").is_dir():
         lines += ["## Samples (same seeds before and after)", "", "![before and after](grids/before_after.png)", ""]
+    pictures = [(name, title) for name, title in PLOTS if (folder / "plots" / name).is_file()]
+    if pictures:
+        lines += ["## Plots", ""] + [f"![{title}](plots/{name})" for name, title in pictures] + [""]
     per_class = per_class_table(metrics)
     if per_class:
         lines += ["## Probe accuracy per class", "", *per_class, ""]

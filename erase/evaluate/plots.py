@@ -1,0 +1,152 @@
+"""Plots of runs: forget/retain loss curves, per-class accuracy before/after, and trade-off scatters.
+
+matplotlib's object API (`Figure`, no pyplot): nothing global changes, so these work in scripts, tests and
+notebooks alike, without a display. Each function returns the written path, or None when the runs hold no
+data for that plot.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+METRIC_LABELS = {
+    "unlearning_accuracy": "unlearning accuracy (higher = more forgotten)",
+    "retained_accuracy": "retained accuracy",
+    "fid_probe": "fid_probe (probe features)",
+    "fid_clean": "FID (clean-fid, Inception)",
+    "kid": "KID (clean-fid, Inception)",
+    "test_accuracy": "test accuracy",
+    "mia_efficacy": "MIA-efficacy",
+}
+PER_CLASS_KEYS = ("per_class_accuracy", "per_class_test_accuracy")
+
+
+def load_history(folder: Path) -> list[dict[str, float]]:
+    """The trainer's per-step losses (history.jsonl); [] when the run has none."""
+    path = Path(folder) / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _figure(width: float = 6.4, height: float = 4.0):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+
+
+def loss_curves(histories: Sequence[tuple[str, list[dict[str, float]]]], path: Path) -> Path | None:
+    """One panel per loss (forget_loss, retain_loss, ...), one line per run, over unlearning steps."""
+    keys = sorted({k for _, h in histories for r in h for k in r if k.endswith("loss")},
+                  key=lambda k: (k != "forget_loss", k != "retain_loss", k))
+    if not keys:
+        return None
+    fig = _figure(4.2 * len(keys), 3.4)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        for label, history in histories:
+            points = [(r["step"], r[key]) for r in history if key in r]
+            if points:
+                ax.plot(*zip(*points), label=label, linewidth=1.2)
+        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def per_class_key(metrics: dict[str, Any]) -> str | None:
+    return next((k for k in PER_CLASS_KEYS if k in metrics), None)
+
+
+def per_class_bars(series: Sequence[tuple[str, dict[str, float]]], path: Path, title: str = "",
+                   highlight: Sequence[str] = ()) -> Path | None:
+    """Grouped bars: accuracy per class, one bar per series (e.g. original, then each unlearned model)."""
+    series = [(label, values) for label, values in series if values]
+    if not series:
+        return None
+    classes = list(series[0][1])
+    fig = _figure(max(6.0, 0.35 * len(classes) * len(series) + 2), 3.6)
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(classes))]
+        ax.bar(xs, [values.get(name, float("nan")) for name in classes], width, label=label)
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 12 else 0)
+    for tick in ax.get_xticklabels():
+        if tick.get_text() in highlight:  # the forgotten classes
+            tick.set_color("crimson")
+            tick.set_fontweight("bold")
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "accuracy per class (forgotten classes in red)")
+    ax.legend(fontsize=8, ncols=min(6, len(series)), loc="upper center")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Path) -> Path | None:
+    """Scatter of `y_key` against `x_key` per run (unlearned), with each original model as a grey cross."""
+    points = [p for p in points if isinstance(p.get(x_key), (int, float)) and isinstance(p.get(y_key), (int, float))]
+    if not points:
+        return None
+    fig = _figure(5.6, 4.2)
+    ax = fig.subplots()
+    originals = set()
+    for p in points:
+        original = p.get("original", {})
+        if isinstance(original.get(x_key), (int, float)) and isinstance(original.get(y_key), (int, float)):
+            originals.add((original[x_key], original[y_key]))
+        ax.errorbar(p[x_key], p[y_key], xerr=_interval(p, x_key), fmt="o", markersize=6, capsize=3)
+        ax.annotate(p["label"], (p[x_key], p[y_key]), fontsize=8, xytext=(5, 5), textcoords="offset points")
+    for x, y in originals:
+        ax.scatter(x, y, marker="x", color="grey")
+        ax.annotate("original", (x, y), fontsize=7, color="grey", xytext=(5, -11), textcoords="offset points")
+    for key, setter in ((x_key, ax.set_xlim), (y_key, ax.set_ylim)):
+        if key.endswith("accuracy"):
+            setter(-0.05, 1.1)
+    ax.set_xlabel(METRIC_LABELS.get(x_key, x_key))
+    ax.set_ylabel(METRIC_LABELS.get(y_key, y_key))
+    ax.set_title("unlearned models (bars: 95 % interval)" if x_key == "unlearning_accuracy" else "")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _interval(point: dict[str, Any], key: str):
+    """A [[below], [above]] error bar from `<key>_ci95`, or None."""
+    bounds = point.get(f"{key}_ci95")
+    if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
+        return None
+    return [[max(0.0, point[key] - bounds[0])], [max(0.0, bounds[1] - point[key])]]
+
+
+def run_plots(folder: Path, report: dict[str, Any]) -> list[Path]:
+    """A run's own plots (plots/ in its folder): its loss curves and its per-class accuracy before/after."""
+    folder = Path(folder)
+    written = [loss_curves([(report.get("method", "run"), load_history(folder))],
+                           folder / "plots" / "loss_curves.png")]
+    metrics = report.get("metrics", {})
+    key = per_class_key(metrics.get("unlearned", {}))
+    if key:
+        series = [(name, metrics[name].get(key, {})) for name in ("original", "unlearned", "retrained")
+                  if name in metrics]
+        written.append(per_class_bars(series, folder / "plots" / "per_class_accuracy.png",
+                                      highlight=forgotten_names(report)))
+    return [p for p in written if p is not None]
+
+
+def forgotten_names(report: dict[str, Any]) -> list[str]:
+    target = report.get("target", {})
+    return [n for n in str(target.get("name", "")).split("+") if n] if target.get("kind") == "class" else []
