@@ -10,7 +10,8 @@ ratio to a plain fine-tune (`ft`) step; prepare = one-off set-up (masks) before 
 process per method, peak RSS over 5 steps, and what training added over the RSS after loading. Steps to
 forget: unlearning accuracy (UA, forget class 3) and retained accuracy (RA) scored every k steps with 50
 forget samples and 10 samples per retained class (probe); the first scored step with UA >= 98 % and RA within
-2 points of the original, within the method's default budget. `erase class` vs retrain: a cold `erase class`
+2 points of the original, within the method's default budget (esd-x/esd-u, esd with other parameter
+selections, are timed but not scored). `erase class` vs retrain (ddpm-digits): a cold `erase class`
 process end to end (unlearn + sample + evaluate + report) against retraining from scratch on the retain data
 with the pretrain recipe, timed per step and multiplied by its step count."""
 
