@@ -59,9 +59,22 @@ def _composition_lines() -> list[str]:
     return lines
 
 
+def _recipe_default_lines() -> list[str]:
+    """Per-model method defaults (`methods.<name>` in pipelines/<model>.yaml), which override the above."""
+    lines = []
+    for name in recipe_names():
+        methods = load_recipe(name).methods or {}
+        for method, settings in sorted(methods.items()):
+            text = ", ".join(f"{k}={v}" for k, v in settings.items())
+            lines.append(f"  {name:<16} {method:<16} {text}")
+    return lines
+
+
 def listing() -> str:
     lines = ["models (--model):", *(_model_line(n) for n in recipe_names()), "",
              "methods (--method):", *(_method_line(n) for n in method_names()), "",
+             "recipe defaults per model (pipelines/<model>.yaml `methods:`; the command line overrides them):",
+             *_recipe_default_lines(), "",
              *_composition_lines(), "",
              "metrics:", *(f"  {k:<30} {v}" for k, v in METRICS.items()), "",
              f"embedded worlds: {', '.join(world_names())}"]

@@ -48,6 +48,15 @@ def retrain_config(model_name: str, seed: int) -> RunConfig:
     return config
 
 
+def is_reference_run(config: RunConfig) -> bool:
+    """A `--method retrain` run whose settings are exactly the reference's, so the cache may serve it."""
+    if config.method != "retrain":  # the starting weights do not matter: retrain re-initialises them
+        return False
+    reference = retrain_config(config.model, config.seed)
+    same = ("steps", "lr", "batch_size", "training", "hyper", "objective", "params", "mixed_precision")
+    return all(getattr(config, name) == getattr(reference, name) for name in same)
+
+
 def cache_key(model, recipe: Recipe, config: RunConfig, retain_set) -> str:
     parts = {
         "class": type(model).__name__,

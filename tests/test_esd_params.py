@@ -88,3 +88,18 @@ def test_esd_target_is_the_negatively_guided_reference(tiny_bundle):
     torch.manual_seed(0)
     loss = task.esd_loss(model, batch, eta=1.0).detach()
     assert torch.allclose(loss, 4 * gap.pow(2).flatten(1).mean(1), rtol=1e-4, atol=1e-8)
+
+
+def test_dit_conditioning_path_is_the_class_embedder_and_adaln():
+    from diffusers import DiTTransformer2DModel
+
+    model = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=1, out_channels=1,
+                                  num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+    x_on, _ = _selected(make_method("esd-x"), model)
+    assert x_on == {"transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight",
+                    "transformer_blocks.0.norm1.linear.weight", "transformer_blocks.0.norm1.linear.bias",
+                    "proj_out_1.weight", "proj_out_1.bias"}
+    u_on, _ = _selected(make_method("esd-u"), model)
+    assert not (u_on & x_on)
+    assert not any("timestep_embedder" in n or n.startswith("proj_out_2") for n in u_on)
+    assert any(".attn1." in n for n in u_on)

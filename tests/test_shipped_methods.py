@@ -1,11 +1,11 @@
 """On the shipped ddpm-digits, each seed method with its recipe defaults forgets digit 3 (UA >= 98 %) and
-keeps the other digits (retained accuracy within 2 points of the original). A reduced sample budget (20
+keeps the other digits (retained accuracy within 2 points of the original). A reduced sample budget (10
 per retained class, 50 of digit 3) keeps the four runs within about four CI minutes."""
 import json
 
 import pytest
 
-BUDGET = ["--samples", "20", "--forget-samples", "50"]
+BUDGET = ["--samples", "10", "--forget-samples", "50"]
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ step's and this step's retain loss and the loss is the convex mix (w L_r + L_f) 
 w < 0), w starting at 1.
 
 Sign convention: `epsilon` is the tolerated rise of log L_r per step, so w grows when the retain loss rose
-by more than epsilon and decays otherwise. The reference code's update equals ours with epsilon negated
-(it asks the retain loss to fall by epsilon), so a negative epsilon reproduces it.
+by more than epsilon and decays otherwise. The reference code's update, as our method notes record it,
+equals ours with epsilon negated (it asks the retain loss to fall by epsilon): a negative epsilon gives it.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def log_objective(loss: torch.Tensor, floor: float) -> torch.Tensor:
     """log(L - floor) for a positive objective; -log(-L) for gradient-ascent style (negative) objectives,
     which decreases exactly when L does. The reference uses positive objectives only (relabel)."""
     if loss.detach().item() < 0:
-        return -torch.log(-loss + floor + LOG_GUARD)
+        return -torch.log(-loss + LOG_GUARD)  # the floors apply to positive objectives only
     return torch.log(loss - floor + LOG_GUARD)
 
 
