@@ -64,9 +64,18 @@ def load_runs(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def run_labels(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
-    """The method name, or method + folder name when several runs share a method."""
-    methods = [r.get("method", "?") for _, r in runs]
-    return [m if methods.count(m) == 1 else f"{m} ({folder.name})" for (folder, _), m in zip(runs, methods)]
+    """The method name; when several runs share a method, with their steps, or else their folder names."""
+    labels = []
+    for folder, report in runs:
+        method = report.get("method", "?")
+        same = [r for _, r in runs if r.get("method") == method]
+        if len(same) == 1:
+            labels.append(method)
+        elif len({r.get("steps") for r in same}) == len(same):
+            labels.append(f"{method}, {report.get('steps')} steps")
+        else:
+            labels.append(f"{method} ({folder.name})")
+    return labels
 
 
 def _value(metrics: dict[str, Any], report: dict[str, Any], key: str, which: str) -> Any:

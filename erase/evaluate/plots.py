@@ -46,23 +46,45 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def loss_curves(histories: Sequence[tuple[str, list[dict[str, float]]]], path: Path) -> Path | None:
-    """One panel per loss (forget_loss, retain_loss, ...), one line per run, over unlearning steps."""
+    """One panel per loss (forget_loss, retain_loss, ...), one colour per run, over unlearning steps.
+
+    Raw per-step losses are drawn thin, their moving average (over a tenth of the run) thick. Objectives of
+    different methods can differ by orders of magnitude (gradient ascent's forget loss runs off to large
+    negative values), so a panel whose runs span more than two decades uses a symmetric log scale.
+    """
     keys = sorted({k for _, h in histories for r in h for k in r if k.endswith("loss")},
                   key=lambda k: (k != "forget_loss", k != "retain_loss", k))
     if not keys:
         return None
-    fig = _figure(4.2 * len(keys), 3.4)
+    fig = _figure(4.4 * len(keys), 3.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
-        for label, history in histories:
+        scales = []
+        for colour, (label, history) in enumerate(histories):
             points = [(r["step"], r[key]) for r in history if key in r]
-            if points:
-                ax.plot(*zip(*points), label=label, linewidth=1.2)
-        ax.set_title(key.replace("_", " "))
+            if not points:
+                continue
+            steps, values = zip(*points)
+            window = max(1, len(values) // 10)
+            ax.plot(steps, values, color=f"C{colour}", linewidth=0.6, alpha=0.35)
+            ax.plot(steps, moving_average(values, window), color=f"C{colour}", linewidth=1.6, label=label)
+            scales.append(sorted(abs(v) for v in values)[len(values) // 2])
+        positive = [v for v in scales if v > 0]
+        if positive and max(positive) / min(positive) > 100:
+            ax.set_yscale("symlog", linthresh=min(positive))
+        ax.set_title(key.replace("_", " ") + " (each method's own objective)" * (key == "forget_loss"))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -104,13 +126,19 @@ def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Pat
         return None
     fig = _figure(5.6, 4.2)
     ax = fig.subplots()
-    originals = set()
-    for p in points:
+    originals, placed = set(), []
+    for colour, p in enumerate(points):
         original = p.get("original", {})
         if isinstance(original.get(x_key), (int, float)) and isinstance(original.get(y_key), (int, float)):
             originals.add((original[x_key], original[y_key]))
-        ax.errorbar(p[x_key], p[y_key], xerr=_interval(p, x_key), fmt="o", markersize=6, capsize=3)
-        ax.annotate(p["label"], (p[x_key], p[y_key]), fontsize=8, xytext=(5, 5), textcoords="offset points")
+        ax.errorbar(p[x_key], p[y_key], xerr=_interval(p, x_key), fmt="o", markersize=6, capsize=3,
+                    color=p.get("colour", f"C{colour}"))
+        # runs that land on the same spot get their labels stacked instead of overprinted
+        stacked = sum(1 for x, y in placed if _near(x, p[x_key], x_key) and _near(y, p[y_key], y_key))
+        placed.append((p[x_key], p[y_key]))
+        right = p[x_key] > 0.8 and x_key.endswith("accuracy")
+        ax.annotate(p["label"], (p[x_key], p[y_key]), fontsize=8, xytext=(-6 if right else 6, 5 - 11 * stacked),
+                    textcoords="offset points", ha="right" if right else "left")
     for x, y in originals:
         ax.scatter(x, y, marker="x", color="grey")
         ax.annotate("original", (x, y), fontsize=7, color="grey", xytext=(5, -11), textcoords="offset points")
@@ -122,6 +150,10 @@ def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Pat
     ax.set_title("unlearned models (bars: 95 % interval)" if x_key == "unlearning_accuracy" else "")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _near(a: float, b: float, key: str) -> bool:
+    return abs(a - b) < 0.03 if key.endswith("accuracy") else abs(a - b) <= 0.05 * max(abs(a), abs(b), 1e-12)
 
 
 def _interval(point: dict[str, Any], key: str):
