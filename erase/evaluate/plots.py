@@ -99,12 +99,14 @@ def per_class_bars(series: Sequence[tuple[str, dict[str, float]]], path: Path, t
     if not series:
         return None
     classes = list(series[0][1])
-    fig = _figure(max(6.0, 0.35 * len(classes) * len(series) + 2), 3.6)
+    fig = _figure(min(12.0, max(6.0, 0.25 * len(classes) * len(series) + 2)), 3.6)
     ax = fig.subplots()
     width = 0.8 / len(series)
+    offset = 1 if series[0][0] == "original" else 0  # the original in grey; runs keep their colours elsewhere
     for i, (label, values) in enumerate(series):
         xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(classes))]
-        ax.bar(xs, [values.get(name, float("nan")) for name in classes], width, label=label)
+        colour = "grey" if i < offset else f"C{i - offset}"
+        ax.bar(xs, [values.get(name, float("nan")) for name in classes], width, label=label, color=colour)
     ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 12 else 0)
     for tick in ax.get_xticklabels():
         if tick.get_text() in highlight:  # the forgotten classes
