@@ -21,6 +21,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m bench.run
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 

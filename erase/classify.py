@@ -27,12 +27,12 @@ from erase.evaluate.cache import cached
 from erase.evaluate.classification import evaluate_classifier, gap_to_retrain
 from erase.models import weights_folder
 from erase.models.classifier import ClassifierBundle, load
+from erase.processes import is_main, shared_folder, wait_for_everyone
 from erase.reference import data_digest, retrained_reference
-from erase.runs import create_run_folder, default_run_name, write_yaml_atomic
 from erase.tasks.classification import classification_task
 from erase.train import unlearn
-from erase.workflow import (build_method, finish_run, incomplete_run, report_head, resolve_config, save_model,
-                            train_settings)
+from erase.workflow import (build_method, finish_run, incomplete_run, new_run_folder, report_head, resolve_config,
+                            save_model, train_settings)
 
 
 @dataclass
@@ -118,13 +118,13 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
     method.validate(bundle.model, data.forget, data.retain)
 
     if run_folder is None:
-        name = default_run_name(recipe.name, config.method, data.target["name"])
-        run_folder = create_run_folder(config.out, name, overwrite)
-        write_yaml_atomic(run_folder / "config.yaml", config.to_dict())
-    print(f"run folder: {run_folder}", file=sys.stderr)
+        run_folder = shared_folder(lambda: new_run_folder(config, recipe, data.target["name"], overwrite))
+    main = is_main()  # under `accelerate launch` every process trains; only the main one evaluates and writes
+    if main:
+        print(f"run folder: {run_folder}", file=sys.stderr)
 
     eval_started = time.perf_counter()
-    original = scored(bundle.model, data, config, use_cache=True)
+    original = scored(bundle.model, data, config, use_cache=True) if main else None
     evaluate_seconds = time.perf_counter() - eval_started
 
     retrain_started = time.perf_counter()
@@ -132,12 +132,16 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
                                                           config.model, config.seed, run_folder / "retrain-reference")
     retrain_seconds = time.perf_counter() - retrain_started
     eval_started = time.perf_counter()
-    retrained = {**scored(retrained_model, data, config, use_cache=True),
-                 "run_time_seconds": retrain_record["seconds"]}
+    if main:
+        retrained = {**scored(retrained_model, data, config, use_cache=True),
+                     "run_time_seconds": retrain_record["seconds"]}
     evaluate_seconds += time.perf_counter() - eval_started
 
     result = unlearn(bundle.model, task, method, data.forget, data.retain, train_settings(config),
                      checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+    if not main:
+        wait_for_everyone()
+        return run_folder
     save_model(bundle, run_folder / "model")
     eval_started = time.perf_counter()
     unlearned = {**scored(bundle.model, data, config, use_cache=False),
@@ -155,7 +159,8 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
         "avg_gap": gap_to_retrain(unlearned, retrained)["avg_gap"],
         "retrain": retrain_record,
     }
-    finish_run(run_folder, config, report)
+    finish_run(run_folder, config, report, processes=result.processes)
+    wait_for_everyone()
     return run_folder
 
 

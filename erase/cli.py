@@ -48,7 +48,10 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder from its last checkpoint")
     p.add_argument("--checkpoint-every", type=int, help="save resumable state every N steps")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoints/ after success")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
+                   help="autocast the training step through accelerate (bf16 also works on CPU)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass (diffusers models): less memory, more time")
     if sampling:
         p.add_argument("--samples", type=int, help="evaluation samples per retained class")
         p.add_argument("--forget-samples", type=int, help="evaluation samples of the forgotten class")
@@ -73,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("class", help="forget a class of a class-conditional generator (DDPM, DiT)")
     p.add_argument("--model", default="ddpm-digits", help="model name (see `erase list`) or a model folder")
     p.add_argument("--forget", action="append", help="class id or name to forget (repeat for several)")
+    p.add_argument("--data", metavar="DIR", help="training images for models without an embedded world: "
+                   "CIFAR-10 python batches or an ImageFolder (default: sampled from the original model)")
+    p.add_argument("--probe", metavar="PATH", help="the probe that judges samples (ImageNet: ResNet-50 "
+                   "weights as .safetensors); default: the recipe's")
     add_run_options(p)
 
     p = sub.add_parser("classify", help="make an image classifier forget a class or training samples")
@@ -117,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="an embedded model, e.g. ddpm-digits")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int, help="override the recipe's training steps")
+    p.add_argument("--rescore", action="store_true", help="generators: score the shipped weights again with the "
+                   "recipe's current sampling settings and update PRETRAIN.json, without training")
     p.add_argument("--data", metavar="DIR", help="classifiers: train on this dataset folder (needs --out "
                    "for an embedded model)")
     p.add_argument("--out", metavar="DIR", help="classifiers: write the model here instead of its recipe's "
@@ -155,6 +164,7 @@ def _evaluate_overrides(args) -> dict[str, Any]:
 
 
 def cmd_class(args, command_line: str) -> int:
+    from erase.processes import is_main
     from erase.unlearn import resolve_config, resume_class, run_class
 
     if args.resume:
@@ -165,15 +175,19 @@ def cmd_class(args, command_line: str) -> int:
             steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, hyper=_hyper(args),
             evaluate=_evaluate_overrides(args), weights=args.weights, init=args.init, out=args.out,
             checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-            mixed_precision=args.mixed_precision)
+            mixed_precision=args.mixed_precision,
+            gradient_checkpointing=args.gradient_checkpointing,
+            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None})
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
-    print_run_result(folder)
+    if is_main():  # under `accelerate launch`, one process reports
+        print_run_result(folder)
     return 0
 
 
 def cmd_classify(args, command_line: str) -> int:
     from erase.classify import resolve_classify_config, resume_classify, run_classify
     from erase.data.forget import spec_from_options
+    from erase.processes import is_main
 
     if args.resume:
         folder = resume_classify(args.resume, command_line)
@@ -183,9 +197,11 @@ def cmd_classify(args, command_line: str) -> int:
             "classify", args.model, args.method, spec, data=args.data, objective=args.objective, params=args.params,
             steps=args.steps, lr=args.lr, batch_size=args.batch_size, hyper=_hyper(args), weights=args.weights,
             init=args.init, out=args.out, checkpoint_every=args.checkpoint_every,
-            keep_checkpoints=args.keep_checkpoints, mixed_precision=args.mixed_precision)
+            keep_checkpoints=args.keep_checkpoints, mixed_precision=args.mixed_precision,
+            gradient_checkpointing=args.gradient_checkpointing)
         folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
-    print_classify_result(folder)
+    if is_main():
+        print_classify_result(folder)
     return 0
 
 
@@ -266,8 +282,11 @@ def cmd_list(args, command_line: str) -> int:
 def cmd_pretrain(args, command_line: str) -> int:
     import json
 
-    from erase.pretrain import LogRequest, pretrain
+    from erase.pretrain import LogRequest, pretrain, rescore
 
+    if args.rescore:
+        print(json.dumps(rescore(args.name)["generated_probe_accuracy"], indent=2))
+        return 0
     log = None
     if args.log_updates:
         log = LogRequest(classes=args.log_classes, random=args.log_random, indices=args.log_indices,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where recipes and the small embedded models live; overridable for installed copies.
 PIPELINES_DIR = Path(os.environ.get("ERASE_PIPELINES", REPO_ROOT / "pipelines"))
 PROMPTS_DIR = Path(os.environ.get("ERASE_PROMPTS", REPO_ROOT / "prompts"))
+# Where recipes' `$ERASE_MODELS/...` weights live when the variable is unset.
+DEFAULT_MODELS_DIR = "~/.cache/erase/models"
 # A saved model folder carries its recipe here, so `--model runs/<run>/model` resolves like a name.
 RECIPE_FILE = "erase_recipe.yaml"
 
@@ -51,6 +54,8 @@ class Recipe:
         """Expand ~ and $VARS; relative paths are taken from `base` (default: the recipe's own folder)."""
         if value is None:
             return None
+        for var in ("$ERASE_MODELS", "${ERASE_MODELS}"):  # the documented default when the variable is unset
+            value = value.replace(var, os.environ.get("ERASE_MODELS", DEFAULT_MODELS_DIR))
         path = Path(os.path.expanduser(os.path.expandvars(value)))
         if path.is_absolute():
             return path
@@ -90,9 +95,12 @@ class Recipe:
         lowered = [n.lower() for n in self.class_names]
         if text.lower() in lowered:
             return lowered.index(text.lower())
+        near = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.6)
+        hint = ("; did you mean " + ", ".join(f"{self.class_names[lowered.index(n)]!r} "
+                                              f"({lowered.index(n)})" for n in near) + "?") if near else ""
         raise UserError(
             f"unknown class {text!r} for {self.name}: give a class id 0..{self.num_classes - 1} "
-            f"or one of its class names"
+            f"or one of its class names{hint}"
         )
 
 
@@ -115,7 +123,12 @@ def _recipe_from_dict(data: dict[str, Any], source: Path) -> Recipe:
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"recipe {source} has unknown keys {unknown}; remove them")
-    return Recipe(**copy.deepcopy(data), source=str(source))
+    data = copy.deepcopy(data)
+    if "class_names" in data:
+        from erase.data.class_names import resolve_class_names
+
+        data["class_names"] = resolve_class_names(data["class_names"], str(source))
+    return Recipe(**data, source=str(source))
 
 
 def load_recipe(name_or_path: str) -> Recipe:

@@ -4,8 +4,10 @@ from __future__ import annotations
 from erase.config import load_recipe, recipe_names
 from erase.data.worlds import world_names
 from erase.methods import method_class, method_names
-from erase.methods.selection import selection_names
+from erase.methods.selection import selection_class, selection_names
 from erase.tasks.base import OBJECTIVES
+from erase.tasks.classification import ClassificationTask
+from erase.tasks.denoising import DenoisingTask
 
 METRICS = {
     "unlearning_accuracy": "1 - probe accuracy on samples of the forgotten target (higher = more forgotten)",
@@ -36,16 +38,31 @@ def _model_line(name: str) -> str:
 def _method_line(name: str) -> str:
     cls = method_class(name)
     defaults = ", ".join(f"{k}={v}" for k, v in cls.hyper_defaults().items())
-    return (f"  {name:<12} objective={cls.objective or '-'} params={cls.params}: {cls.summary}\n"
+    uses = "" if cls.uses_forget or cls.objective else " (no forget objective: --objective is ignored)"
+    return (f"  {name:<12} objective={cls.objective or '-'} params={cls.params}: {cls.summary}{uses}\n"
             f"  {'':<12} defaults: {defaults}")
+
+
+def _composition_lines() -> list[str]:
+    """Which objectives each task defines and where each parameter selection applies."""
+    tasks = {"denoising (ddpm, dit, text-to-image)": DenoisingTask.objectives,
+             "classification": ClassificationTask.objectives}
+    lines = [f"objectives (--objective): {', '.join(OBJECTIVES)}"]
+    lines += [f"  {task:<38} {', '.join(objectives)}" for task, objectives in tasks.items()]
+    lines.append("parameter selections (--params):")
+    for name in selection_names():
+        cls = selection_class(name)
+        settings = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+        lines.append(f"  {name:<16} {cls.summary}; {cls.works_on}" + (f"; settings: {settings}" if settings else ""))
+    lines.append("  every update rule (--method) combines with every objective its task defines and every selection "
+                 "its model supports, e.g. --method salun --objective esd, --method igs --params saliency")
+    return lines
 
 
 def listing() -> str:
     lines = ["models (--model):", *(_model_line(n) for n in recipe_names()), "",
              "methods (--method):", *(_method_line(n) for n in method_names()), "",
-             f"objectives (--objective): {', '.join(OBJECTIVES)}",
-             f"parameter selections (--params): {', '.join(selection_names())}",
-             "  any method combines with any objective its task defines and any selection", "",
+             *_composition_lines(), "",
              "metrics:", *(f"  {k:<30} {v}" for k, v in METRICS.items()), "",
              f"embedded worlds: {', '.join(world_names())}"]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.methods import make_method
 from erase.models import GeneratorBundle, family_module
 from erase.models import classifier as classifier_family
-from erase.models.classifier import SmallCNN
+from erase.models.classifier import SmallCNN, load_probe
 from erase.tasks.classification import ClassificationTask, classification_task, shift_and_noise
 from erase.tasks.denoising import DenoisingTask
 from erase.train import TrainResult, TrainSettings, unlearn
@@ -87,21 +87,60 @@ def _write_folder(folder: Path, save) -> None:
     tmp.rename(folder)
 
 
+RECORD_NAME = "PRETRAIN.json"
+
+
+def generated_probe_accuracy(recipe: Recipe, pipeline, probe, seed: int) -> dict:
+    """How often the probe recognises each class in samples drawn with the recipe's sampling settings."""
+    per_class = recipe.evaluate.get("samples_per_class", 50)
+    images, labels = generate_for_classes(pipeline, {c: per_class for c in range(recipe.num_classes)}, seed,
+                                          recipe.sampling, recipe.evaluate.get("batch_size", 250),
+                                          desc="score samples")
+    scores = class_metrics(predict(probe, images), labels, [], recipe.class_names)
+    return {"samples_per_class": per_class, "sampling": dict(recipe.sampling), "seed": seed,
+            "mean": scores["retained_accuracy"], "per_class": scores["per_class_accuracy"]}
+
+
+def rescore(name: str) -> dict:
+    """`pretrain NAME --rescore`: score the shipped weights again (after the recipe's sampling settings
+    changed) and update their record, without training."""
+    from erase.models import load_generator
+    from erase.models.classifier import load_probe
+
+    recipe = load_recipe(name)
+    if recipe.family == "classifier" or recipe.weights_dir is None or not (recipe.weights_dir / RECORD_NAME).is_file():
+        raise UserError(f"--rescore needs an embedded generator with a {RECORD_NAME} record; {name} has none")
+    probe, reason = load_probe(recipe)
+    if probe is None:
+        raise UserError(f"cannot rescore {name}: {reason}")
+    path = recipe.weights_dir / RECORD_NAME
+    record = json.loads(path.read_text())
+    bundle = load_generator(recipe)
+    record["generated_probe_accuracy"] = generated_probe_accuracy(recipe, bundle.pipeline, probe, record["seed"])
+    record["rescored"] = {"command": f"python -m erase pretrain {name} --rescore",
+                          "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    tmp = path.with_name(f".{RECORD_NAME}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.rename(path)
+    return record
+
+
 def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> dict:
     """Probe + class-conditional generator on the recipe's world; returns the record written beside them."""
     started = time.perf_counter()
-    probe, probe_record = train_probe(recipe, seed)
-    _write_folder(recipe.probe_dir, lambda d: probe.save_pretrained(str(d), safe_serialization=True))
-    print(f"probe: test accuracy {probe_record['test_accuracy']:.3f}", file=sys.stderr)
+    if recipe.pretrain.get("probe"):
+        probe, probe_record = train_probe(recipe, seed)
+        _write_folder(recipe.probe_dir, lambda d: probe.save_pretrained(str(d), safe_serialization=True))
+        print(f"probe: test accuracy {probe_record['test_accuracy']:.3f}", file=sys.stderr)
+    else:  # a second model of the same world is judged by the world's existing probe, never a new one
+        probe, reason = load_probe(recipe)
+        if probe is None:
+            raise UserError(f"{recipe.name} reuses its world's probe, but {reason}: pretrain the model that "
+                            f"trains it first (e.g. `python -m erase pretrain ddpm-digits`)")
+        probe_record = {"reused": str(recipe.probe_dir)}
 
     bundle, result = train_generator_from_scratch(recipe, load_world(recipe.world, "train"), seed, steps)
     tail = result.history[-100:]
-    evaluation = recipe.evaluate
-    per_class = evaluation.get("samples_per_class", 50)
-    images, labels = generate_for_classes(
-        bundle.pipeline, {c: per_class for c in range(recipe.num_classes)}, seed, recipe.sampling,
-        evaluation.get("batch_size", 250), desc="score samples")
-    scores = class_metrics(predict(probe, images), labels, [], recipe.class_names)
     record = {
         "command": f"python -m erase pretrain {recipe.name}" + (f" --steps {steps}" if steps else ""),
         "seed": seed,
@@ -109,17 +148,16 @@ def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> di
         "batch_size": recipe.pretrain.get("batch_size"),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
+        "parameters": sum(p.numel() for p in bundle.denoiser.parameters()),
         "probe": probe_record,
-        "generated_probe_accuracy": {"samples_per_class": per_class, "sampling": recipe.sampling,
-                                     "mean": scores["retained_accuracy"],
-                                     "per_class": scores["per_class_accuracy"]},
+        "generated_probe_accuracy": generated_probe_accuracy(recipe, bundle.pipeline, probe, seed),
         "machine": machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
     def save(folder: Path) -> None:
         bundle.pipeline.save_pretrained(str(folder), safe_serialization=True)
-        (folder / "PRETRAIN.json").write_text(json.dumps(record, indent=2) + "\n")
+        (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
 
     _write_folder(recipe.weights_dir, save)
     return record
@@ -206,7 +244,7 @@ def pretrain_classifier(recipe: Recipe, seed: int, steps: int | None, data: str 
 
     def save(folder: Path) -> None:
         bundle.model.save_pretrained(str(folder), safe_serialization=True)
-        (folder / "PRETRAIN.json").write_text(json.dumps(record, indent=2) + "\n")
+        (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
         if out:  # a folder outside pipelines/ carries its recipe, so it works as --model
             save_recipe(recipe, folder, weights=".", data=str(Path(data).resolve()) if data else recipe.data)
 
@@ -219,7 +257,7 @@ def machine() -> dict:
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
-PRETRAINERS = {"ddpm": pretrain_class_generator, "classifier": pretrain_classifier}
+PRETRAINERS = {"ddpm": pretrain_class_generator, "dit": pretrain_class_generator, "classifier": pretrain_classifier}
 
 
 def pretrain(name: str, seed: int | None = None, steps: int | None = None, data: str | None = None,

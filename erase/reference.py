@@ -23,6 +23,7 @@ import erase
 from erase.config import Recipe, RunConfig
 from erase.methods import make_method
 from erase.models.io import load_strict
+from erase.processes import is_main
 from erase.train import unlearn
 from erase.workflow import train_settings
 
@@ -91,13 +92,13 @@ def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, mod
               "training": config.training, "retain_samples": len(retain_set),
               "seconds": round(result.prepare_seconds + result.train_seconds, 2),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if use_cache:
+    if use_cache and is_main():  # every process trained the same weights; one writes them
         tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         retrained.save_pretrained(str(tmp), safe_serialization=True)
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-    if checkpoint_dir is not None:
+    if checkpoint_dir is not None and is_main():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return retrained.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object, send_to_device, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -153,6 +154,11 @@ class StepHook:
 
 def make_accelerator(mixed_precision: str = "no") -> Accelerator:
     """Without CUDA, say cpu=True: under `accelerate launch --multi_gpu`/torchrun that selects gloo (MULTI_CPU)."""
+    state = AcceleratorState._shared_state
+    if state.get("_mixed_precision", mixed_precision) != mixed_precision and state.get("num_processes", 1) == 1:
+        # accelerate keeps one global state; a single process running several trainings (tests, bench,
+        # classify's retrained reference) may ask for another precision each time
+        AcceleratorState._reset_state()
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
 
@@ -169,7 +175,7 @@ def state_digest(state: Any) -> str:
 
     def visit(value: Any) -> None:
         if isinstance(value, torch.Tensor):
-            digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
                           if value.numel() else b"empty")
         elif isinstance(value, dict):
             for key in sorted(value, key=str):

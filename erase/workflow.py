@@ -16,7 +16,8 @@ from erase.errors import UserError
 from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
 from erase.methods import make_method, method_class
-from erase.runs import COMPLETE_MARKER, existing_run, write_json_atomic
+from erase.runs import (COMPLETE_MARKER, create_run_folder, default_run_name, existing_run, write_json_atomic,
+                        write_yaml_atomic)
 from erase.train import TrainSettings
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
@@ -44,16 +45,24 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
-                   extra: dict | None = None) -> tuple[RunConfig, Recipe]:
-    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line."""
+                   gradient_checkpointing=False, extra: dict | None = None) -> tuple[RunConfig, Recipe]:
+    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
+
+    `methods.<name>` may set `objective` and `params` too (the method's axes for this model family)."""
     recipe = load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
     section = method_section(recipe, method)
     training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
-    recipe_hyper = {k: v for k, v in section.items() if k not in TRAIN_FIELDS and k != "checkpoint_every"}
+    if gradient_checkpointing:
+        training["gradient_checkpointing"] = True
+    # A recipe may also pick a method's objective and parameter selection for its family (SFR-on's reference
+    # uses adaptive GA for CIFAR DDPMs, plain GA for DiT, a redirect loss for Stable Diffusion).
+    axes = ("objective", "params")
+    recipe_hyper = {k: v for k, v in section.items()
+                    if k not in TRAIN_FIELDS and k != "checkpoint_every" and k not in axes}
     config = RunConfig(
         command=command, model=model, method=method, target=[str(t) for t in target],
-        objective=objective, params=params,
+        objective=objective or section.get("objective"), params=params or section.get("params"),
         steps=check_steps(steps if steps is not None else section.get("steps", 100), not cls.needs_steps),
         lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
         batch_size=check_positive("--batch-size", batch_size if batch_size is not None
@@ -105,8 +114,16 @@ def report_head(config: RunConfig, method, command_line: str, target: dict[str, 
     return report
 
 
-def finish_run(folder: Path, config: RunConfig, report: dict[str, Any]) -> None:
+def new_run_folder(config: RunConfig, recipe: Recipe, target_name: str, overwrite: bool) -> Path:
+    """Create the run folder and write config.yaml into it (main process only: see erase/processes.py)."""
+    folder = create_run_folder(config.out, default_run_name(recipe.name, config.method, target_name), overwrite)
+    write_yaml_atomic(folder / "config.yaml", config.to_dict())
+    return folder
+
+
+def finish_run(folder: Path, config: RunConfig, report: dict[str, Any], processes: int = 1) -> None:
     """Drop checkpoints unless kept, draw plots/, write SUMMARY.md, and EVAL.json last (it marks a complete run)."""
+    report.setdefault("processes", processes)
     if not config.keep_checkpoints:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     run_plots(folder, report)

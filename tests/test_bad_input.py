@@ -45,6 +45,10 @@ CLASS_CASES = [
     (["--forget", "3", "--objective", "amnesia"], "unknown objective"),
     (["--forget", "3", "--params", "some"], "unknown parameter selection"),
     (["--forget", "3", "--set", "alpah=1"], "unknown setting 'alpah'"),
+    (["--forget", "3", "--method", "partial", "--set", "fraction=2"], "fraction must be in (0, 1]"),
+    (["--forget", "3", "--method", "partial", "--set", "partial_rule=biggest"], "partial_rule must be one of"),
+    (["--forget", "3", "--method", "sfron", "--set", "gamma=1", "--set", "mask_ratio=0.5"],
+     "unknown setting 'mask_ratio'"),
     (["--forget", "10"], "out of range"),
     (["--forget", "-1"], "out of range"),
     (["--forget", "three"], "unknown class 'three'"),
@@ -62,6 +66,11 @@ CLASS_CASES = [
     (["--forget", "3", "--batch-size", "many"], "--batch-size must be a positive number"),
     (["--forget", "3", "--weights", "no/such/folder"], "no weights at"),
     (["--forget", "3", "--bogus-flag"], "unrecognized arguments"),
+    (["--forget", "3", "--data", "no/such/folder"], "data folder no/such/folder does not exist"),
+    (["--model", "dit-digits", "--forget", "ten"], "unknown class 'ten'"),
+    (["--model", "dit-imagenet", "--forget", "golden retriver"], "did you mean 'golden retriever' (207)"),
+    (["--model", "dit-imagenet", "--forget", "1000"], "out of range"),
+    (["--model", "dit-imagenet", "--forget", "207", "--weights", "no/such/dit"], "no weights at no/such/dit"),
 ]
 
 
@@ -88,6 +97,21 @@ def test_damaged_weights(cli, workdir, tiny_recipe, tiny_weights, how, words):
     before = files_under(workdir)
     result = cli("class", "--model", tiny_recipe, "--weights", tiny_weights, "--forget", "3")
     _assert_clean_failure(result, words, workdir, before)
+
+
+def test_missing_dit_imagenet_weights_name_the_folder(cli, workdir, monkeypatch):
+    monkeypatch.setenv("ERASE_MODELS", str(workdir / "models"))
+    before = files_under(workdir)
+    _assert_clean_failure(cli("class", "--model", "dit-imagenet", "--forget", "golden retriever"),
+                          f"no weights at {workdir / 'models' / 'dit-imagenet'}", workdir, before)
+
+
+def test_damaged_imagenet_probe_is_refused_before_any_work(cli, workdir):
+    (workdir / "probe.safetensors").write_bytes(b"not a safetensors file")
+    before = files_under(workdir)
+    result = cli("class", "--model", "dit-imagenet", "--forget", "207", "--init", "random", "--probe",
+                 "probe.safetensors")
+    _assert_clean_failure(result, "corrupt or truncated", workdir, before)
 
 
 def test_not_an_erase_folder(cli, workdir):
@@ -134,6 +158,8 @@ def test_pretrain_refuses_unknown_and_real_models(cli, workdir):
     before = files_under(workdir)
     _assert_clean_failure(cli("pretrain", "nope"), "unknown model", workdir, before)
     _assert_clean_failure(cli("pretrain", "ddpm-cifar10"), "has no pretrain recipe", workdir, before)
+    _assert_clean_failure(cli("pretrain", "digits-cnn", "--rescore"), "--rescore needs an embedded generator",
+                          workdir, before)
 
 
 @pytest.fixture

@@ -67,3 +67,33 @@ def test_same_seed_same_samples(tiny_recipe):
     a, _ = generate_for_classes(bundle.pipeline, {1: 3, 2: 2}, 7, recipe.sampling)
     b, _ = generate_for_classes(bundle.pipeline, {2: 2, 1: 3}, 7, recipe.sampling, batch_size=1)
     assert torch.allclose(a[:3], b[2:], atol=1e-5) and torch.allclose(a[3:], b[:2], atol=1e-5)
+
+
+def _unet_weights(run):
+    from safetensors.torch import load_file
+
+    return load_file(run / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_gradient_checkpointing_trades_memory_not_results(cli, tiny_recipe, workdir):
+    args = ("class", "--model", tiny_recipe, "--forget", "3", "--method", "salun", "--init", "random",
+            "--steps", "2", "--samples", "1", "--forget-samples", "1")
+    assert cli(*args, "--out", "plain")[0] == 0
+    code, _, err = cli(*args, "--out", "checkpointed", "--gradient-checkpointing")
+    assert code == 0, err
+    report = json.loads((workdir / "checkpointed" / "EVAL.json").read_text())
+    assert report["settings"]["gradient_checkpointing"] is True
+    plain, checkpointed = _unet_weights(workdir / "plain"), _unet_weights(workdir / "checkpointed")
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:  # recomputing activations must not change the update
+        torch.testing.assert_close(plain[name], checkpointed[name], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_mixed_precision_runs_on_cpu(cli, tiny_recipe, workdir):
+    code, _, err = cli("class", "--model", tiny_recipe, "--forget", "3", "--method", "relabel", "--init", "random",
+                       "--steps", "2", "--samples", "1", "--forget-samples", "1", "--mixed-precision", "bf16")
+    assert code == 0, err
+    run = _run_folder(workdir)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(v)) for h in history for k, v in h.items() if k != "step")
+    assert all(t.dtype == torch.float32 for t in _unet_weights(run).values())  # weights stay fp32, autocast only

@@ -174,6 +174,8 @@ def test_retrain_takes_the_pretrain_recipe_for_generators_too(tiny_recipe):
     (["--forget-random", "1.5"], "fraction"),
     (["--forget-indices", "missing.txt"], "does not exist"),
     (["--forget-class", "3", "--method", "salun", "--objective", "esd"], "not defined for the classification"),
+    (["--forget-class", "3", "--method", "esd-x"], "not defined for the classification"),
+    (["--forget-class", "3", "--method", "igs", "--params", "cross-attn"], "no cross-attention"),
     (["--forget-class", "3", "--weights", "no-such-folder"], "no weights at no-such-folder"),
     (["--forget-class", "3", "--data", "no-such-data"], "no data at no-such-data"),
     (["--forget-class", "3", "--method", "nope"], "unknown method"),

@@ -72,8 +72,9 @@ class ProbeFid:
     def _metric(self):
         from torchmetrics.image.fid import FrechetInceptionDistance
 
+        # sync_on_compute=False: under `accelerate launch` only the main process evaluates (erase/processes.py)
         return FrechetInceptionDistance(feature=ProbeFeatures(self.probe), normalize=True,
-                                        reset_real_features=False)
+                                        reset_real_features=False, sync_on_compute=False)
 
     @torch.no_grad()
     def _update(self, metric, images: torch.Tensor, real: bool) -> None:

@@ -40,17 +40,23 @@ class Selection:
     """Base: everything trains. Subclasses fill `self.masks` in `prepare` (or per step)."""
 
     name = "all"
+    summary = ""
+    works_on = "every model"
     defaults: dict[str, Any] = {}
 
     def __init__(self, hyper: dict[str, Any]):
         self.hyper = hyper
         self.masks: Masks | None = None
 
+    def validate(self, model) -> None:
+        """Refuse, before any run folder exists, a model this selection cannot work on."""
+
     def prepare(self, model, task, data, objective: str | None, accelerator) -> None:
         """Compute masks once, before unlearning starts (data: erase.train.PrepareData)."""
 
     def step_masks(self, model, step: int) -> Masks | None:
-        """Masks for this step; static selections return the ones from `prepare`."""
+        """Masks for this step, called after backward (so a per-step rule may read `.grad`); static
+        selections return the ones from `prepare`."""
         return self.masks
 
     def state_dict(self) -> dict[str, Any]:
@@ -62,14 +68,18 @@ class Selection:
 
 @register_selection("all")
 class AllParameters(Selection):
-    pass
+    summary = "every weight"
 
 
-def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | None, square: bool) -> Masks:
-    """Sum over batches of the gradient (or its square) of `loss_fn`; each batch's gradient clipped first."""
+def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | None, square: bool,
+                         mean: bool = False) -> Masks:
+    """Sum (or mean) over batches of the gradient (or its square) of `loss_fn`; each batch's gradient
+    clipped first."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    count = 0
     for batch in batches:
+        count += 1
         model.zero_grad(set_to_none=True)
         accelerator.backward(loss_fn(batch))
         if clip:
@@ -79,6 +89,8 @@ def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | Non
                 g = p.grad.detach().float()
                 total[n] += g * g if square else g
     model.zero_grad(set_to_none=True)
+    if mean and count:
+        total = {n: t / count for n, t in total.items()}
     return total
 
 
@@ -101,6 +113,8 @@ def top_fraction_masks(scores: Masks, fraction: float) -> Masks:
 @register_selection("saliency")
 class Saliency(Selection):
     """SalUn: |sum of forget-loss gradients|, top `mask_ratio` of all weights by one global ranking."""
+
+    summary = "SalUn: top mask_ratio of |forget gradient|, one global ranking (set up once)"
 
     defaults = {"mask_ratio": 0.5, "mask_clip": 1.0}
 

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from erase.config import Recipe, save_recipe
 from erase.errors import UserError
 
 # family name -> module in erase.models providing load(recipe, folder) -> GeneratorBundle (ClassifierBundle
 # for classifiers, which `erase classify` loads)
-FAMILIES = {"ddpm": "erase.models.ddpm", "classifier": "erase.models.classifier"}
+FAMILIES = {"ddpm": "erase.models.ddpm", "dit": "erase.models.dit", "classifier": "erase.models.classifier"}
 
 
 @dataclass
@@ -61,4 +63,7 @@ def load_generator(recipe: Recipe, weights: str | None = None, init: str = "pret
         raise UserError(f"{recipe.name} is a classifier, not a generator: use `python -m erase classify`")
     module = family_module(recipe)
     folder = None if init == "random" else weights_folder(recipe, weights)
-    return module.load(recipe, folder)
+    bundle = module.load(recipe, folder)
+    if torch.cuda.is_available():  # sampling (evaluation, generated data) runs where the trainer will train
+        bundle.pipeline.to("cuda")
+    return bundle

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from erase.config import Recipe
@@ -11,27 +10,7 @@ from erase.errors import UserError
 from erase.models import GeneratorBundle
 from erase.models.io import load_strict
 from erase.models.pipeline import ClassConditionalPipeline
-from erase.tasks.denoising import DenoiserAdapter
-
-
-class ClassLabelAdapter(DenoiserAdapter):
-    """Conditioning is a class id; the null class (id K) is the unconditional branch."""
-
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
-
-    def condition(self, batch) -> torch.Tensor:
-        return batch["label"]
-
-    def relabel_condition(self, batch) -> torch.Tensor:
-        """SalUn's DDPM relabel target: the fixed next class, (c + 1) mod K."""
-        return (batch["label"] + 1) % self.num_classes
-
-    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(cond, self.num_classes)
-
-    def predict(self, model, x_t, t, cond):
-        return model(x_t, t, class_labels=cond).sample
+from erase.tasks.denoising import ClassLabelAdapter
 
 
 def build_unet(recipe: Recipe) -> UNet2DModel:
@@ -64,7 +43,7 @@ def load(recipe: Recipe, folder: Path | None) -> GeneratorBundle:
                 f"{folder}/unet has {unet.config.num_class_embeds} class embeddings; {recipe.name} needs "
                 f"{recipe.num_classes} classes plus a null class"
             )
-    pipeline = ClassConditionalPipeline(unet=unet, scheduler=scheduler)
+    pipeline = ClassConditionalPipeline(scheduler=scheduler, unet=unet)
     pipeline.set_progress_bar_config(disable=True)
     noise_scheduler = DDPMScheduler.from_config(scheduler.config)
     return GeneratorBundle(recipe, pipeline, "unet", ClassLabelAdapter(recipe.num_classes), noise_scheduler)

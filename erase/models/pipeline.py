@@ -1,8 +1,11 @@
 """A class-conditional sampling pipeline with classifier-free guidance, in diffusers' contract.
 
-diffusers has no class-conditional DDPM pipeline for UNet2DModel, so this is the one we ship; it works for
-any denoiser that takes `class_labels` (UNet2DModel with class embeddings, DiTTransformer2DModel) and an
-optional VAE. `ClassConditionalPipeline.from_pretrained(run/model)` loads our run folders.
+diffusers has no class-conditional DDPM pipeline for UNet2DModel, so this is the one we ship. It drives
+either denoiser that takes `class_labels` (a UNet2DModel with class embeddings, registered as `unet`, or a
+DiTTransformer2DModel, registered as `transformer`), optionally in the latent space of a VAE (images are
+decoded with the VAE's scaling factor, as DiTPipeline does). A denoiser with learned sigma (DiT: twice the
+input channels out) contributes its epsilon half. `ClassConditionalPipeline.from_pretrained(run/model)`
+loads our run folders.
 """
 from __future__ import annotations
 
@@ -18,27 +21,61 @@ def seeded_generators(seeds: Sequence[int], device: str | torch.device = "cpu") 
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
+def epsilon_part(prediction: torch.Tensor, channels: int) -> torch.Tensor:
+    """The epsilon channels of a denoiser output: learned-sigma models (2 x channels out, as DiT) put epsilon
+    first and the variance interpolation second; DiT's training code takes the first half for the MSE."""
+    if prediction.shape[1] == 2 * channels:
+        return prediction[:, :channels]
+    return prediction
+
+
+def null_class_of(denoiser) -> int:
+    """The class id of the unconditional branch: the extra, last embedding of either denoiser."""
+    config = denoiser.config
+    if getattr(config, "num_embeds_ada_norm", None) is not None:  # DiT: table of K + 1, null = K
+        return int(config.num_embeds_ada_norm)
+    return int(config.num_class_embeds) - 1
+
+
 class ClassConditionalPipeline(DiffusionPipeline):
-    """Sample images of given class ids; guidance uses the last class id as the null class."""
+    """Sample images of given class ids; guidance uses the null class id (the last embedding)."""
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "transformer->unet->vae"
+    _optional_components = ["unet", "transformer", "vae"]
 
-    def __init__(self, unet, scheduler):
+    def __init__(self, scheduler, unet=None, transformer=None, vae=None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        if (unet is None) == (transformer is None):
+            raise ValueError("ClassConditionalPipeline needs exactly one denoiser: unet or transformer")
+        self.register_modules(unet=unet, transformer=transformer, vae=vae, scheduler=scheduler)
+
+    @property
+    def denoiser(self):
+        return self.unet if self.unet is not None else self.transformer
 
     @property
     def null_class(self) -> int:
-        return int(self.unet.config.num_class_embeds) - 1
+        return null_class_of(self.denoiser)
+
+    def epsilon(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])  # DiT wants one per sample
+        out = self.denoiser(x, timesteps, class_labels=labels).sample
+        return epsilon_part(out, x.shape[1])
 
     def predict_noise(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float):
         """Guided epsilon: eps(null) + s * (eps(c) - eps(null)); s = 1 needs no null branch."""
         if guidance_scale == 1.0:
-            return self.unet(x, t, class_labels=labels).sample
+            return self.epsilon(x, t, labels)
         null = torch.full_like(labels, self.null_class)
-        eps = self.unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample
+        eps = self.epsilon(torch.cat([x, x]), t, torch.cat([labels, null]))
         eps_cond, eps_null = eps.chunk(2)
         return eps_null + guidance_scale * (eps_cond - eps_null)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Denoised samples (latents when a VAE is present) -> images in [0, 1]."""
+        if self.vae is not None:
+            x = self.vae.decode(x / self.vae.config.scaling_factor).sample
+        return (x / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()
     def __call__(
@@ -51,17 +88,18 @@ class ClassConditionalPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
     ):
+        denoiser = self.denoiser
         labels = torch.as_tensor(class_labels, dtype=torch.long, device=self.device).reshape(-1)
-        config = self.unet.config
+        config = denoiser.config
         shape = (len(labels), config.in_channels, config.sample_size, config.sample_size)
-        x = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        x = randn_tensor(shape, generator=generator, device=self.device, dtype=denoiser.dtype)
         x = x * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = self.scheduler.scale_model_input(x, t)
             eps = self.predict_noise(model_input, t, labels, guidance_scale)
             x = self.scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
-        images = (x / 2 + 0.5).clamp(0, 1)
+        images = self.decode(x)
         if output_type == "pt":
             result = images
         elif output_type == "np":

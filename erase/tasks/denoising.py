@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from erase.models.pipeline import epsilon_part
 from erase.tasks.base import Task
 
 
@@ -42,6 +43,37 @@ class DenoiserAdapter:
     def predict(self, model, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The model's epsilon prediction (only the epsilon channels for learned-sigma models)."""
         raise NotImplementedError
+
+
+class ClassLabelAdapter(DenoiserAdapter):
+    """Class-conditional denoisers (DDPM UNet, DiT): the conditioning is a class id, the null class (id K)
+    is the unconditional branch. Latent models encode images with their frozen VAE (times its scaling
+    factor); learned-sigma outputs give their epsilon half."""
+
+    def __init__(self, num_classes: int, vae=None):
+        self.num_classes = num_classes
+        self.vae = vae
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return images
+        self.vae.to(images.device)
+        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.sample()
+        return latents * self.vae.config.scaling_factor
+
+    def condition(self, batch) -> torch.Tensor:
+        return batch["label"]
+
+    def relabel_condition(self, batch) -> torch.Tensor:
+        """SalUn's DDPM relabel target: the fixed next class, (c + 1) mod K."""
+        return (batch["label"] + 1) % self.num_classes
+
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(cond, self.num_classes)
+
+    def predict(self, model, x_t, t, cond):
+        return epsilon_part(model(x_t, t, class_labels=cond).sample, x_t.shape[1])
 
 
 def _per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

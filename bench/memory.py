@@ -1,0 +1,52 @@
+"""Peak memory of a short training run per method, each in its own process (peak RSS is per process).
+
+The child loads the model and data, records its RSS, trains `steps` steps and reports the process peak
+(`ru_maxrss`) and, on CUDA, torch.cuda.max_memory_allocated. `baseline_mb` is the child's RSS before
+training, so `training_mb` = peak - baseline is what the method itself adds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import torch
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child(model_name: str, method: str, steps: int) -> dict:
+    from erase.train import unlearn
+
+    from bench.targets import load_target
+
+    target = load_target(model_name, method, steps=steps)
+    baseline = rss_mb()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    unlearn(target.model, target.task, target.method, target.forget_set, target.retain_set, target.settings)
+    out = {"baseline_mb": round(baseline, 1),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    out["training_mb"] = round(out["peak_rss_mb"] - out["baseline_mb"], 1)
+    if torch.cuda.is_available():
+        out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def peak_memory(model_name: str, methods: list[str], steps: int = 5) -> dict:
+    rows = {}
+    for method in methods:
+        done = subprocess.run([sys.executable, "-m", "bench.memory", model_name, method, str(steps)],
+                              capture_output=True, text=True, check=True)
+        rows[method] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"model": model_name, "steps": steps, "methods": rows}
+
+
+if __name__ == "__main__":
+    print(json.dumps(child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
