@@ -89,12 +89,14 @@ def table_rows(runs, labels) -> list[dict[str, Any]]:
     rows, seen = [], set()
     for (folder, report), label in zip(runs, labels):
         target = report.get("target", {})
-        group = (report.get("model"), json.dumps(target, sort_keys=True), report.get("seed"))
+        original = report["metrics"].get("original", {})
+        # one original row per model, target, seed and evaluation size (its scores depend on all four)
+        group = (report.get("model"), json.dumps(target, sort_keys=True), report.get("seed"),
+                 original.get("forget_samples"), original.get("retained_samples"))
         base = {"model": report.get("model"), "target": f"{target.get('kind', '')} {target.get('name', '')}".strip(),
                 "seed": report.get("seed")}
         if group not in seen:
             seen.add(group)
-            original = report["metrics"].get("original", {})
             rows.append({**base, "run": "original", "method": "- (no unlearning)", "steps": "",
                          "seconds": "", **{k: _value(original, report, k, "original") for k, _, _ in COLUMNS}})
         unlearned = report["metrics"]["unlearned"]
