@@ -128,19 +128,17 @@ def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Pat
         return None
     fig = _figure(5.6, 4.2)
     ax = fig.subplots()
-    originals, placed = set(), []
+    log_y = not y_key.endswith("accuracy") and min(p[y_key] for p in points) > 0 and \
+        max(p[y_key] for p in points) / min(p[y_key] for p in points) > 20
+    if log_y:  # one collapsed model (FID 60) must not squash the differences among the good ones (FID 1-2)
+        ax.set_yscale("log")
+    originals = set()
     for colour, p in enumerate(points):
         original = p.get("original", {})
         if isinstance(original.get(x_key), (int, float)) and isinstance(original.get(y_key), (int, float)):
             originals.add((original[x_key], original[y_key]))
         ax.errorbar(p[x_key], p[y_key], xerr=_interval(p, x_key), fmt="o", markersize=6, capsize=3,
                     color=p.get("colour", f"C{colour}"))
-        # runs that land on the same spot get their labels stacked instead of overprinted
-        stacked = sum(1 for x, y in placed if _near(x, p[x_key], x_key) and _near(y, p[y_key], y_key))
-        placed.append((p[x_key], p[y_key]))
-        right = p[x_key] > 0.8 and x_key.endswith("accuracy")
-        ax.annotate(p["label"], (p[x_key], p[y_key]), fontsize=8, xytext=(-6 if right else 6, 5 - 11 * stacked),
-                    textcoords="offset points", ha="right" if right else "left")
     for x, y in originals:
         ax.scatter(x, y, marker="x", color="grey")
         ax.annotate("original", (x, y), fontsize=7, color="grey", xytext=(5, -11), textcoords="offset points")
@@ -151,11 +149,29 @@ def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Pat
     ax.set_ylabel(METRIC_LABELS.get(y_key, y_key))
     ax.set_title("unlearned models (bars: 95 % interval)" if x_key == "unlearning_accuracy" else "")
     ax.grid(alpha=0.3)
+    _label_points(fig, ax, [(p["label"], p[x_key], p[y_key], p.get("colour", f"C{i}")) for i, p in enumerate(points)])
     return _save(fig, path)
 
 
-def _near(a: float, b: float, key: str) -> bool:
-    return abs(a - b) < 0.03 if key.endswith("accuracy") else abs(a - b) <= 0.05 * max(abs(a), abs(b), 1e-12)
+def _label_points(fig, ax, labelled: list[tuple[str, float, float, str]], spacing: float = 11.0) -> None:
+    """Label each point in its colour; labels of points close on screen are spread into a column in the
+    points' vertical order, never overprinted."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()  # fixes the layout and limits, so data -> pixel is final
+    to_pixels = ax.transData.transform
+    scale = 72.0 / fig.dpi  # offsets are given in points
+    placed: list[tuple[float, float]] = []  # (x, y) pixels of labels already placed
+    for label, x, y, colour in sorted(labelled, key=lambda item: -to_pixels((item[1], item[2]))[1]):
+        px, py = to_pixels((x, y))
+        target = py + 5 / scale
+        for qx, qy in sorted(placed, key=lambda q: -q[1]):
+            if abs(qx - px) < 60 and abs(qy - target) < spacing / scale:
+                target = qy - spacing / scale
+        placed.append((px, target))
+        right = px > ax.bbox.x0 + 0.7 * ax.bbox.width
+        ax.annotate(label, (x, y), fontsize=8, textcoords="offset points", ha="right" if right else "left",
+                    xytext=(-7 if right else 7, (target - py) * scale), va="center", color=colour)
 
 
 def _interval(point: dict[str, Any], key: str):
