@@ -224,6 +224,7 @@ def print_run_result(folder) -> None:
     report = json.loads((folder / "EVAL.json").read_text())
     print(f"run folder: {folder}")
     print_metrics(report)
+    print(f"    total: {report['seconds']['total']:.0f} s")
 
 
 def print_metrics(report) -> None:
@@ -240,7 +241,6 @@ def print_metrics(report) -> None:
                   f"retained accuracy {m['retained_accuracy']:.1%}{distances}")
         elif "skipped" in m:
             print(f"{name:>9}: {m['skipped']}")
-    print(f"    total: {report['seconds']['total']:.0f} s")
 
 
 def cmd_sample(args, command_line: str) -> int:
@@ -260,6 +260,7 @@ def cmd_eval(args, command_line: str) -> int:
                                update=args.update)
     print(f"wrote {path}" + (f" and {args.run}/EVAL.json" if args.update else ""))
     print_metrics(report)
+    print(f"  scoring: {report['evaluation']['seconds']:.0f} s")
     return 0
 
 

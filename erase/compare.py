@@ -64,9 +64,18 @@ def load_runs(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def run_labels(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
-    """The method name, or method + folder name when several runs share a method."""
-    methods = [r.get("method", "?") for _, r in runs]
-    return [m if methods.count(m) == 1 else f"{m} ({folder.name})" for (folder, _), m in zip(runs, methods)]
+    """The method name; when several runs share a method, with their steps, or else their folder names."""
+    labels = []
+    for folder, report in runs:
+        method = report.get("method", "?")
+        same = [r for _, r in runs if r.get("method") == method]
+        if len(same) == 1:
+            labels.append(method)
+        elif len({r.get("steps") for r in same}) == len(same):
+            labels.append(f"{method}, {report.get('steps')} steps")
+        else:
+            labels.append(f"{method} ({folder.name})")
+    return labels
 
 
 def _value(metrics: dict[str, Any], report: dict[str, Any], key: str, which: str) -> Any:
@@ -80,12 +89,14 @@ def table_rows(runs, labels) -> list[dict[str, Any]]:
     rows, seen = [], set()
     for (folder, report), label in zip(runs, labels):
         target = report.get("target", {})
-        group = (report.get("model"), json.dumps(target, sort_keys=True), report.get("seed"))
+        original = report["metrics"].get("original", {})
+        # one original row per model, target, seed and evaluation size (its scores depend on all four)
+        group = (report.get("model"), json.dumps(target, sort_keys=True), report.get("seed"),
+                 original.get("forget_samples"), original.get("retained_samples"))
         base = {"model": report.get("model"), "target": f"{target.get('kind', '')} {target.get('name', '')}".strip(),
                 "seed": report.get("seed")}
         if group not in seen:
             seen.add(group)
-            original = report["metrics"].get("original", {})
             rows.append({**base, "run": "original", "method": "- (no unlearning)", "steps": "",
                          "seconds": "", **{k: _value(original, report, k, "original") for k, _, _ in COLUMNS}})
         unlearned = report["metrics"]["unlearned"]

@@ -31,7 +31,9 @@ def labelled_grid(rows: Sequence[list[Image.Image]], row_labels: Sequence[str], 
                   tile: int = TILE) -> Image.Image:
     """A grid with one labelled row per class/prompt (diffusers' make_image_grid does the tiling)."""
     cols = max(len(r) for r in rows)
-    tiles = [img.resize((tile, tile), Image.NEAREST) for row in rows for img in row]
+    blank = Image.new("RGB", (tile, tile), "white")  # rows may be ragged (fewer samples of some classes)
+    tiles = [row[j].resize((tile, tile), Image.NEAREST) if j < len(row) else blank
+             for row in rows for j in range(cols)]
     grid = make_image_grid(tiles, rows=len(rows), cols=cols)
     font = _font()
     label_width = max(40, 8 + max(int(font.getlength(s)) for s in row_labels))

@@ -93,3 +93,15 @@ def test_compare_takes_classifier_runs(cli, two_runs, workdir, tmp_path_factory)
     assert not cnn["fid_probe"]
     code, _, err = cli("eval", "--run", workdir / "runs" / "cnn")
     assert code == 2 and "classifier runs are scored exactly" in err
+
+
+def test_eval_with_the_runs_own_settings_reproduces_its_scores(cli, two_runs):
+    run = two_runs[1]
+    code, _, err = cli("eval", "--run", run)
+    assert code == 0, err
+    rescored = json.loads((run / "evals" / "seed0-samples3-forget4-fid_probe.json").read_text())["metrics"]
+    recorded = json.loads((run / "EVAL.json").read_text())["metrics"]
+    for which in ("original", "unlearned"):  # same weights (the random original re-drawn from the seed), same seeds
+        for key in ("unlearning_accuracy", "retained_accuracy", "per_class_accuracy"):
+            assert rescored[which][key] == recorded[which][key], (which, key)
+        assert abs(rescored[which]["fid_probe"] - recorded[which]["fid_probe"]) < 1e-4

@@ -46,7 +46,8 @@ def test_class_never_crashes(tiny_recipe, capsys, argv):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(argv=st.lists(st.sampled_from(["list", "sample", "class", "pretrain", "--help", "-h", "--model", "x",
+@given(argv=st.lists(st.sampled_from(["list", "sample", "class", "pretrain", "eval", "compare", "--run", "--help",
+                                      "-h", "--model", "x",
                                       "--classes", "0-3", "--per-class", "0", "--out", "a.txt"]), max_size=4))
 def test_any_token_soup_is_handled(workdir, capsys, argv):
     if argv and argv[0] in ("class", "pretrain") and len(argv) == 1:

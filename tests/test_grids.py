@@ -25,3 +25,11 @@ def test_long_labels_wrap_and_are_cut():
     lines = wrap_label("one two three four five six seven eight nine ten eleven twelve", font, 60, 3)
     assert len(lines) == 3 and lines[-1].endswith("...")
     assert wrap_label("3", font, 60, 3) == ["3"]
+
+
+def test_ragged_rows_are_padded():
+    """More samples of the forgotten class than of the others (the default evaluation) still make a grid."""
+    from erase.sample import labelled_grid
+
+    grid = labelled_grid([[Image.new("RGB", (16, 16), "black")] * n for n in (2, 5, 3)], ["a", "b", "c"], title="t")
+    assert grid.height == 24 + 3 * TILE and grid.getpixel((grid.width - 5, 24 + 5)) == (255, 255, 255)

@@ -46,23 +46,45 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def loss_curves(histories: Sequence[tuple[str, list[dict[str, float]]]], path: Path) -> Path | None:
-    """One panel per loss (forget_loss, retain_loss, ...), one line per run, over unlearning steps."""
+    """One panel per loss (forget_loss, retain_loss, ...), one colour per run, over unlearning steps.
+
+    Raw per-step losses are drawn thin, their moving average (over a tenth of the run) thick. Objectives of
+    different methods can differ by orders of magnitude (gradient ascent's forget loss runs off to large
+    negative values), so a panel whose runs span more than two decades uses a symmetric log scale.
+    """
     keys = sorted({k for _, h in histories for r in h for k in r if k.endswith("loss")},
                   key=lambda k: (k != "forget_loss", k != "retain_loss", k))
     if not keys:
         return None
-    fig = _figure(4.2 * len(keys), 3.4)
+    fig = _figure(4.4 * len(keys), 3.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
-        for label, history in histories:
+        scales = []
+        for colour, (label, history) in enumerate(histories):
             points = [(r["step"], r[key]) for r in history if key in r]
-            if points:
-                ax.plot(*zip(*points), label=label, linewidth=1.2)
-        ax.set_title(key.replace("_", " "))
+            if not points:
+                continue
+            steps, values = zip(*points)
+            window = max(1, len(values) // 10)
+            ax.plot(steps, values, color=f"C{colour}", linewidth=0.6, alpha=0.35)
+            ax.plot(steps, moving_average(values, window), color=f"C{colour}", linewidth=1.6, label=label)
+            scales.append(sorted(abs(v) for v in values)[len(values) // 2])
+        positive = [v for v in scales if v > 0]
+        if positive and max(positive) / min(positive) > 100:
+            ax.set_yscale("symlog", linthresh=min(positive))
+        ax.set_title(key.replace("_", " ") + " (each method's own objective)" * (key == "forget_loss"))
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -77,12 +99,14 @@ def per_class_bars(series: Sequence[tuple[str, dict[str, float]]], path: Path, t
     if not series:
         return None
     classes = list(series[0][1])
-    fig = _figure(max(6.0, 0.35 * len(classes) * len(series) + 2), 3.6)
+    fig = _figure(min(12.0, max(6.0, 0.25 * len(classes) * len(series) + 2)), 3.6)
     ax = fig.subplots()
     width = 0.8 / len(series)
+    offset = 1 if series[0][0] == "original" else 0  # the original in grey; runs keep their colours elsewhere
     for i, (label, values) in enumerate(series):
         xs = [c + (i - (len(series) - 1) / 2) * width for c in range(len(classes))]
-        ax.bar(xs, [values.get(name, float("nan")) for name in classes], width, label=label)
+        colour = "grey" if i < offset else f"C{i - offset}"
+        ax.bar(xs, [values.get(name, float("nan")) for name in classes], width, label=label, color=colour)
     ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 12 else 0)
     for tick in ax.get_xticklabels():
         if tick.get_text() in highlight:  # the forgotten classes
@@ -104,13 +128,17 @@ def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Pat
         return None
     fig = _figure(5.6, 4.2)
     ax = fig.subplots()
+    log_y = not y_key.endswith("accuracy") and min(p[y_key] for p in points) > 0 and \
+        max(p[y_key] for p in points) / min(p[y_key] for p in points) > 20
+    if log_y:  # one collapsed model (FID 60) must not squash the differences among the good ones (FID 1-2)
+        ax.set_yscale("log")
     originals = set()
-    for p in points:
+    for colour, p in enumerate(points):
         original = p.get("original", {})
         if isinstance(original.get(x_key), (int, float)) and isinstance(original.get(y_key), (int, float)):
             originals.add((original[x_key], original[y_key]))
-        ax.errorbar(p[x_key], p[y_key], xerr=_interval(p, x_key), fmt="o", markersize=6, capsize=3)
-        ax.annotate(p["label"], (p[x_key], p[y_key]), fontsize=8, xytext=(5, 5), textcoords="offset points")
+        ax.errorbar(p[x_key], p[y_key], xerr=_interval(p, x_key), fmt="o", markersize=6, capsize=3,
+                    color=p.get("colour", f"C{colour}"))
     for x, y in originals:
         ax.scatter(x, y, marker="x", color="grey")
         ax.annotate("original", (x, y), fontsize=7, color="grey", xytext=(5, -11), textcoords="offset points")
@@ -121,7 +149,29 @@ def tradeoff(points: Sequence[dict[str, Any]], x_key: str, y_key: str, path: Pat
     ax.set_ylabel(METRIC_LABELS.get(y_key, y_key))
     ax.set_title("unlearned models (bars: 95 % interval)" if x_key == "unlearning_accuracy" else "")
     ax.grid(alpha=0.3)
+    _label_points(fig, ax, [(p["label"], p[x_key], p[y_key], p.get("colour", f"C{i}")) for i, p in enumerate(points)])
     return _save(fig, path)
+
+
+def _label_points(fig, ax, labelled: list[tuple[str, float, float, str]], spacing: float = 11.0) -> None:
+    """Label each point in its colour; labels of points close on screen are spread into a column in the
+    points' vertical order, never overprinted."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()  # fixes the layout and limits, so data -> pixel is final
+    to_pixels = ax.transData.transform
+    scale = 72.0 / fig.dpi  # offsets are given in points
+    placed: list[tuple[float, float]] = []  # (x, y) pixels of labels already placed
+    for label, x, y, colour in sorted(labelled, key=lambda item: -to_pixels((item[1], item[2]))[1]):
+        px, py = to_pixels((x, y))
+        target = py + 5 / scale
+        for qx, qy in sorted(placed, key=lambda q: -q[1]):
+            if abs(qx - px) < 60 and abs(qy - target) < spacing / scale:
+                target = qy - spacing / scale
+        placed.append((px, target))
+        right = px > ax.bbox.x0 + 0.7 * ax.bbox.width
+        ax.annotate(label, (x, y), fontsize=8, textcoords="offset points", ha="right" if right else "left",
+                    xytext=(-7 if right else 7, (target - py) * scale), va="center", color=colour)
 
 
 def _interval(point: dict[str, Any], key: str):
