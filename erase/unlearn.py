@@ -22,10 +22,9 @@ from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
 from erase.runs import create_run_folder, default_run_name, write_yaml_atomic
-from erase.sample import class_rows, labelled_grid, save_image_atomic, side_by_side
-from erase.train import unlearn
+from erase.sample import class_rows, labelled_grid
 from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
-                            report_head, resolve_config, save_model, train_settings)
+                            report_head, resolve_config, save_model, train_settings, unlearn_and_evaluate)
 
 
 def forget_classes(recipe: Recipe, target: list[str]) -> list[int]:
@@ -104,33 +103,14 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     print(f"run folder: {run_folder}", file=sys.stderr)
     per_row = config.evaluate.get("grid_per_class", 8)
 
-    eval_started = time.perf_counter()
-    original, images, labels = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True)
-    before = grid_image(bundle, images, labels, per_row, "before")
-    save_image_atomic(before, run_folder / "grids" / "before.png")
-    evaluate_seconds = time.perf_counter() - eval_started
-
-    result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
-                     checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
-    save_model(bundle, run_folder / "model")
-
-    eval_started = time.perf_counter()
-    unlearned, images, labels = evaluate_generator(bundle, forget, config, "evaluate unlearned")
-    after = grid_image(bundle, images, labels, per_row, "after")
-    save_image_atomic(after, run_folder / "grids" / "after.png")
-    save_image_atomic(side_by_side(before, after), run_folder / "grids" / "before_after.png")
-    evaluate_seconds += time.perf_counter() - eval_started
+    def evaluate(bundle, desc, use_cache):
+        metrics, images, labels = evaluate_generator(bundle, forget, config, desc, use_cache=use_cache)
+        return metrics, grid_image(bundle, images, labels, per_row, "before" if use_cache else "after")
 
     target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
               "name": "+".join(recipe.class_names[c] for c in forget)}
-    report = {
-        **report_head(config, method, command_line, target),
-        "seconds": {"prepare": round(result.prepare_seconds, 2), "unlearn": round(result.train_seconds, 2),
-                    "evaluate": round(evaluate_seconds, 2),
-                    "total": round(time.perf_counter() - started, 2)},
-        "metrics": {"original": original, "unlearned": unlearned},
-    }
-    finish_run(run_folder, config, report)
+    unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluate, target,
+                         command_line, started)
     return run_folder
 
 

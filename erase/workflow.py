@@ -1,13 +1,14 @@
 """Pieces every unlearning command shares: config resolution, method and trainer settings, saving the
 model, the common head of EVAL.json, and finishing or resuming a run folder.
 
-`erase class` (erase/unlearn.py) and `erase classify` (erase/classify.py) differ only in data, evaluation and
-reference models; everything here is the same for both.
+`erase class` (erase/unlearn.py), `erase concept` (erase/concept.py) and `erase classify` (erase/classify.py)
+differ only in data, evaluation and reference models; everything here is the same for all of them.
 """
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from erase.errors import UserError
 from erase.evaluate.report import write_summary
 from erase.methods import make_method, method_class
 from erase.runs import COMPLETE_MARKER, existing_run, write_json_atomic
-from erase.train import TrainSettings
+from erase.train import TrainSettings, unlearn
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
                                                                       "mixed_precision"}
@@ -43,9 +44,11 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
-                   extra: dict | None = None) -> tuple[RunConfig, Recipe]:
-    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line."""
-    recipe = load_recipe(model)
+                   extra: dict | None = None, recipe: Recipe | None = None) -> tuple[RunConfig, Recipe]:
+    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
+
+    `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
+    recipe = recipe or load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
     section = method_section(recipe, method)
     training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
@@ -118,3 +121,41 @@ def incomplete_run(run: str) -> tuple[Path, RunConfig]:
     if (folder / COMPLETE_MARKER).is_file():
         raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
     return folder, RunConfig.from_yaml(folder / "config.yaml")
+
+
+def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, method, forget_set, retain_set,
+                         evaluate, target: dict[str, Any], command_line: str, started: float,
+                         extra_report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The generator run: evaluate the original, unlearn, save model/, evaluate the unlearned model, write
+    the before/after grids, SUMMARY.md and EVAL.json.
+
+    `evaluate(bundle, desc, use_cache) -> (metrics, grid image)`; `use_cache` is set for the original model,
+    whose evaluation is the same computation in every run on those weights.
+    """
+    from erase.sample import save_image_atomic, side_by_side
+
+    eval_started = time.perf_counter()
+    original, before = evaluate(bundle, "evaluate original", True)
+    save_image_atomic(before, run_folder / "grids" / "before.png")
+    evaluate_seconds = time.perf_counter() - eval_started
+
+    result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
+                     checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+    save_model(bundle, run_folder / "model")
+
+    eval_started = time.perf_counter()
+    unlearned, after = evaluate(bundle, "evaluate unlearned", False)
+    save_image_atomic(after, run_folder / "grids" / "after.png")
+    save_image_atomic(side_by_side(before, after), run_folder / "grids" / "before_after.png")
+    evaluate_seconds += time.perf_counter() - eval_started
+
+    report = {
+        **report_head(config, method, command_line, target),
+        **(extra_report or {}),
+        "seconds": {"prepare": round(result.prepare_seconds, 2), "unlearn": round(result.train_seconds, 2),
+                    "evaluate": round(evaluate_seconds, 2),
+                    "total": round(time.perf_counter() - started, 2)},
+        "metrics": {"original": original, "unlearned": unlearned},
+    }
+    finish_run(run_folder, config, report)
+    return report
