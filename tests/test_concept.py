@@ -82,3 +82,35 @@ def test_text_adapter_conditions_on_prompts_and_empty_prompt():
     latents = adapter.encode(torch.zeros(2, 3, 16, 16))
     assert latents.shape == (2, 4, 8, 8)
     assert not any(p.requires_grad for p in adapter.text_encoder.parameters())
+
+
+def test_pretrained_sd_loads_strictly_from_the_local_hf_cache(cli, workdir, monkeypatch):
+    """A diffusers SD folder in the Hugging Face cache layout is found offline, by repo id, and loaded."""
+    import yaml
+
+    from erase.config import load_recipe
+    from erase.models import load_generator
+    from erase.models.sd import apply_tiny
+
+    torch.manual_seed(0)
+    tiny = apply_tiny(load_recipe("sd-v1-4"))
+    bundle = load_generator(tiny, init="random")
+    cache = workdir / "hf-cache"
+    snapshot = cache / "models--someone--tiny-sd" / "snapshots" / ("0" * 40)
+    bundle.pipeline.save_pretrained(snapshot, safe_serialization=True)
+    (cache / "models--someone--tiny-sd" / "refs").mkdir()
+    (cache / "models--someone--tiny-sd" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    recipe = {k: v for k, v in tiny.to_dict().items()}
+    recipe.update(name="tiny-sd", weights=None, extra={"hf_repo": "someone/tiny-sd"})
+    (workdir / "tiny-sd.yaml").write_text(yaml.safe_dump(recipe))
+    loaded = load_generator(load_recipe(str(workdir / "tiny-sd.yaml")))
+    for a, b in zip(bundle.denoiser.state_dict().values(), loaded.denoiser.state_dict().values()):
+        assert torch.equal(a, b)
+    code, _, err = cli("concept", "--model", workdir / "tiny-sd.yaml", "--prompt", "nudity", "--method", "relabel")
+    assert code == 0, err
+    # a damaged component is refused, naming the file
+    weights = snapshot / "text_encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    code, _, err = cli("concept", "--model", workdir / "tiny-sd.yaml", "--prompt", "nudity", "--out", "x")
+    assert code == 2 and "corrupt or truncated" in err

@@ -12,6 +12,7 @@ scaling factor), prompts -> frozen text-encoder embeddings, the empty prompt as 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,8 @@ def hub_cache_folder(repo_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, not at import, so it can be pointed
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except Exception:  # not cached (LocalEntryNotFoundError), or no huggingface_hub: both mean "absent"
         return None
 
