@@ -169,7 +169,7 @@ def state_digest(state: Any) -> str:
 
     def visit(value: Any) -> None:
         if isinstance(value, torch.Tensor):
-            digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
                           if value.numel() else b"empty")
         elif isinstance(value, dict):
             for key in sorted(value, key=str):

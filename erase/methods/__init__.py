@@ -35,3 +35,6 @@ def make_method(name: str, objective: str | None = None, params: str | None = No
 # The registry: importing a module registers its method.
 from erase.methods import ft, ga, relabel, salun  # noqa: E402,F401
 from erase.methods import amnesiac, retrain  # noqa: E402,F401
+from erase.methods import esd, igs, partial, sfron  # noqa: E402,F401
+# Parameter selections beyond selection.py's "all" and "saliency".
+from erase.methods import conditioning, fisher, layer_fraction  # noqa: E402,F401

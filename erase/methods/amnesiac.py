@@ -39,6 +39,7 @@ class Amnesiac(FineTune):
         return UpdateLog.find(model, self.hyper["keep"], self.hyper["log"])
 
     def validate(self, model, forget_set, retain_set) -> None:
+        super().validate(model, forget_set, retain_set)
         forget_ids = dataset_ids(forget_set)
         missing = self.find_log(model).missing(forget_ids)
         if len(missing):

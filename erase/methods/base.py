@@ -30,6 +30,9 @@ class Method:
     uses_retain = True
     settings_section = "unlearn"  # recipe section with this method's default steps/lr/optimizer ("pretrain": retrain)
     needs_steps = True  # False: prepare() does the unlearning and the steps are optional fine-tuning
+    # True: tensors the selection excludes entirely are frozen. Update rules that also take unmasked steps
+    # (SFR-on's retain step) set False so every tensor stays in the optimizer.
+    freeze_unselected = True
 
     def __init__(self, objective: str | None = None, params: str | None = None, **hyper: Any):
         if objective is not None and objective not in OBJECTIVES:
@@ -47,6 +50,8 @@ class Method:
         self.hyper = {**allowed, **hyper}
         self.selection = selection_cls(self.hyper)
         self.apply_update: MaskedOptimizerStep | None = None
+        self.apply_unmasked: MaskedOptimizerStep | None = None
+        self._stale_snapshot = False  # an unmasked step moved weights that the masked step must restore
         self.accelerator = None
         self.total_steps = 0
 
@@ -61,7 +66,10 @@ class Method:
         return copy.deepcopy(merged)
 
     def validate(self, model, forget_set, retain_set) -> None:
-        """Check, before any run folder exists, what this method needs beyond the model and the data."""
+        """Check, before any run folder exists, what this method needs beyond the model and the data.
+
+        Subclasses that override it call super() so the parameter selection can refuse the model too."""
+        self.selection.validate(model)
 
     def run_report(self) -> dict[str, Any]:
         """Facts about this run for EVAL.json (e.g. the storage of an update log); empty by default."""
@@ -76,7 +84,7 @@ class Method:
             task.set_reference(frozen_copy(model))
         self.selection.prepare(model, task, data, self.objective, accelerator)
         masks = self.selection.masks
-        if masks:
+        if masks and self.freeze_unselected:
             for name, p in model.named_parameters():
                 if name in masks and not bool(masks[name].any()):
                     p.requires_grad_(False)
@@ -85,18 +93,37 @@ class Method:
         """Called after the optimizer exists: the masked step helper sees the final trainable tensors."""
         self._model = model
         self.apply_update = MaskedOptimizerStep(model, self.selection.masks)
+        self.apply_unmasked = MaskedOptimizerStep(model, None)
 
     # -- one unlearning step ----------------------------------------------------------------------------
     def step(self, model, task, forget_batch, retain_batch, optimizer, step: int) -> dict[str, float]:
         raise NotImplementedError
 
-    def update(self, loss: torch.Tensor, optimizer, step: int, clip: float | None = None) -> None:
+    def update(self, loss: torch.Tensor, optimizer, step: int, clip: float | None = None,
+               masked: bool = True) -> None:
         """backward -> mask -> clip -> optimizer step -> restore masked-out weights."""
         self.accelerator.backward(loss)
-        masks = self.selection.step_masks(self._model, step)
-        if masks is not self.apply_update.masks:
+        self.apply_gradients(optimizer, step, clip, masked)
+
+    def apply_gradients(self, optimizer, step: int, clip: float | None = None, masked: bool = True) -> None:
+        """Step on the gradients already in `.grad` (update rules that build the gradient themselves).
+
+        masked=False: every trainable weight may move (SFR-on's retain step); the next masked step then
+        re-reads the weights it must hold in place, instead of restoring the values from before."""
+        clip = self.hyper["clip"] if clip is None else clip
+        if not masked:
+            self.apply_unmasked(optimizer, clip)
+            self._stale_snapshot = True
+            return
+        masks = self.current_masks(step)
+        if masks is not self.apply_update.masks or self._stale_snapshot:
             self.apply_update.set_masks(masks)
-        self.apply_update(optimizer, self.hyper["clip"] if clip is None else clip)
+            self._stale_snapshot = False
+        self.apply_update(optimizer, clip)
+
+    def current_masks(self, step: int):
+        """This step's masks (after backward: per-step selections may read the gradients)."""
+        return self.selection.step_masks(self._model, step)
 
     def forget_loss(self, task, model, batch) -> torch.Tensor:
         return task.forget_loss(model, batch, self.objective, **self.hyper)

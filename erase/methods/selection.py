@@ -46,11 +46,15 @@ class Selection:
         self.hyper = hyper
         self.masks: Masks | None = None
 
+    def validate(self, model) -> None:
+        """Refuse, before any run folder exists, a model this selection cannot work on."""
+
     def prepare(self, model, task, data, objective: str | None, accelerator) -> None:
         """Compute masks once, before unlearning starts (data: erase.train.PrepareData)."""
 
     def step_masks(self, model, step: int) -> Masks | None:
-        """Masks for this step; static selections return the ones from `prepare`."""
+        """Masks for this step, called after backward (so a per-step rule may read `.grad`); static
+        selections return the ones from `prepare`."""
         return self.masks
 
     def state_dict(self) -> dict[str, Any]:
@@ -65,11 +69,15 @@ class AllParameters(Selection):
     pass
 
 
-def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | None, square: bool) -> Masks:
-    """Sum over batches of the gradient (or its square) of `loss_fn`; each batch's gradient clipped first."""
+def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | None, square: bool,
+                         mean: bool = False) -> Masks:
+    """Sum (or mean) over batches of the gradient (or its square) of `loss_fn`; each batch's gradient
+    clipped first."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    count = 0
     for batch in batches:
+        count += 1
         model.zero_grad(set_to_none=True)
         accelerator.backward(loss_fn(batch))
         if clip:
@@ -79,6 +87,8 @@ def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | Non
                 g = p.grad.detach().float()
                 total[n] += g * g if square else g
     model.zero_grad(set_to_none=True)
+    if mean and count:
+        total = {n: t / count for n, t in total.items()}
     return total
 
 

@@ -1,0 +1,76 @@
+"""ESD's parameter selections by parameter name: the layers that read the conditioning, and the rest.
+
+With cross-attention (diffusers names it `attn2`: Stable Diffusion, text-to-image UNets) `cross-attn` is
+every attn2 tensor (ESD-x) and `non-cross-attn` everything except attn2, the time embedding and the output
+layers (ESD-u, as the original ESD code trains it).
+
+Class-conditional UNets and DiTs have no cross-attention; the class reaches them through the class
+embedding, which the UNet adds to the timestep embedding and every ResNet reads through its `time_emb_proj`,
+and which a DiT turns into adaLN modulations (`norm1.linear` in each block, `proj_out_1` at the end). Those
+tensors play the role of cross-attention here: `cross-attn` = class embedding + the layers that read it,
+`non-cross-attn` = everything else except the time embedding and the output layers.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from erase.errors import UserError
+from erase.methods.selection import Masks, Selection, register_selection
+
+CROSS_ATTENTION = re.compile(r"(^|\.)attn2\.")
+CLASS_CONDITIONING = re.compile(
+    r"(^|\.)(class_embedding|class_embedder|time_emb_proj|norm1\.linear|proj_out_1)\.")
+TIME_EMBEDDING = re.compile(r"(^|\.)(time_embedding|time_embed|timestep_embedder|time_proj)\.")
+OUTPUT_LAYERS = re.compile(r"^(conv_out|conv_norm_out|out|norm_out|proj_out_2|proj_out)\.")
+
+
+def conditioning_names(model) -> tuple[list[str], str]:
+    """(names of the tensors that read the conditioning, which rule found them)."""
+    names = [n for n, _ in model.named_parameters()]
+    cross = [n for n in names if CROSS_ATTENTION.search(n)]
+    if cross:
+        return cross, "cross-attention (attn2)"
+    return [n for n in names if CLASS_CONDITIONING.search(n)], "class-conditioning path"
+
+
+def _whole_tensor_masks(model, chosen: set[str]) -> Masks:
+    return {n: torch.full_like(p, n in chosen, dtype=torch.bool) for n, p in model.named_parameters()}
+
+
+class ByName(Selection):
+    """Static whole-tensor masks from parameter names; refuses models without conditioning layers."""
+
+    def chosen(self, model) -> set[str]:
+        raise NotImplementedError
+
+    def validate(self, model) -> None:
+        names, _ = conditioning_names(model)
+        if not names:
+            raise UserError(f"params {self.name}: {type(model).__name__} has no cross-attention (attn2) and no "
+                            "class-conditioning layers; use --params all or saliency")
+        if not self.chosen(model):
+            raise UserError(f"params {self.name} selects no parameter of {type(model).__name__}")
+
+    def prepare(self, model, task, data, objective, accelerator) -> None:
+        self.validate(model)
+        self.masks = _whole_tensor_masks(model, self.chosen(model))
+
+
+@register_selection("cross-attn")
+class CrossAttention(ByName):
+    """ESD-x: only the layers that read the conditioning."""
+
+    def chosen(self, model) -> set[str]:
+        return set(conditioning_names(model)[0])
+
+
+@register_selection("non-cross-attn")
+class NonCrossAttention(ByName):
+    """ESD-u: everything except the conditioning layers, the time embedding and the output layers."""
+
+    def chosen(self, model) -> set[str]:
+        excluded = set(conditioning_names(model)[0])
+        return {n for n, _ in model.named_parameters()
+                if n not in excluded and not TIME_EMBEDDING.search(n) and not OUTPUT_LAYERS.search(n)}
