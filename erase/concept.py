@@ -219,6 +219,9 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     concept = check_concept(config.target[0] if config.target else None)
     prompts = concept_prompts(recipe, concept)
     method = build_method(config)
+    if not method.needs_steps or method.settings_section == "pretrain":
+        raise UserError(f"method {config.method} works on the model's training data (logged updates or "
+                        f"retraining); a concept's forget data are generated images: use e.g. salun, esd or ga")
     if method.uses_retain and not prompts.retain:
         raise UserError(f"method {config.method} needs retain prompts: add lines to the concept's retain.txt")
     torch.manual_seed(config.seed)

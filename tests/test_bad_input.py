@@ -146,6 +146,8 @@ CONCEPT_CASES = [
     (["--prompt", "hexagon", "--model", "t2i-shapes"], "the shapes world has no concept 'hexagon'"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "nope"], "unknown method"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--steps", "0"], "--steps must be a positive number"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "amnesiac"], "a concept's forget data"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "retrain"], "a concept's forget data"),
     (["--prompt", "nudity", "--weights", "no/such/sd"], "no weights at no/such/sd"),
 ]
 

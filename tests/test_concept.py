@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-METHODS = [["--method", "ft"], ["--method", "ga"], ["--method", "relabel"], ["--method", "salun"],
-           ["--method", "salun", "--objective", "esd"]]
+METHODS = [["--method", m] for m in ("ft", "ga", "relabel", "salun", "esd", "esd-x", "sfron", "igs", "partial")]
+METHODS += [["--method", "salun", "--objective", "esd"], ["--method", "salun", "--params", "cross-attn"]]
 
 
 def _run_folder(workdir):

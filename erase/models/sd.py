@@ -100,8 +100,9 @@ def apply_tiny(recipe: Recipe) -> Recipe:
     """The recipe with the tiny test stack (and its own `tiny` overrides, e.g. smaller evaluation)."""
     if recipe.family != "sd":
         raise UserError(f"--tiny applies to Stable Diffusion models; {recipe.name} is a {recipe.family} model")
-    changes = {**TINY_OVERLAY, **recipe.extra.get("tiny", {})}
-    merged = {k: ({**getattr(recipe, k), **v} if isinstance(v, dict) and k != "architecture" else v)
+    changes = {"methods": {}, **TINY_OVERLAY, **recipe.extra.get("tiny", {})}
+    replaced = ("architecture", "methods")  # the real model's per-method steps make no sense on the tiny one
+    merged = {k: ({**getattr(recipe, k), **v} if isinstance(v, dict) and k not in replaced else v)
               for k, v in changes.items()}
     return dataclasses.replace(recipe, **merged, name=f"{recipe.name}-tiny")
 
