@@ -12,6 +12,8 @@ METRICS = {
     "retained_accuracy": "mean probe accuracy on samples of every retained class",
     "per_class_accuracy": "probe accuracy on samples of each class",
     "fid_probe": "Frechet distance of retained-class samples vs real images, on the probe's features",
+    "concept: concept_rate": "t2i-shapes: share of images for prompts naming the concept that the probe calls it",
+    "concept: nudity_rate": "share of images for nudity prompts with any NudeNet exposed class >= threshold",
     "classify: unlearning_accuracy": "UA, 1 - accuracy on the forget set (training samples)",
     "classify: retained_accuracy": "RA, accuracy on the retain set",
     "classify: test_accuracy": "TA, accuracy on the test set (without the forgotten class for class forgetting)",

@@ -114,3 +114,18 @@ def test_pretrained_sd_loads_strictly_from_the_local_hf_cache(cli, workdir, monk
     weights.write_bytes(weights.read_bytes()[:100])
     code, _, err = cli("concept", "--model", workdir / "tiny-sd.yaml", "--prompt", "nudity", "--out", "x")
     assert code == 2 and "corrupt or truncated" in err
+
+
+def test_interrupted_concept_run_resumes_on_its_cached_data(cli, workdir):
+    from safetensors.torch import load_file
+
+    assert cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--out", "run")[0] == 0
+    run = workdir / "run"
+    assert "NudeNet detections" in (run / "SUMMARY.md").read_text()
+    forget = load_file(run / "data" / "forget.safetensors")
+    (run / "EVAL.json").unlink()  # as if stopped before the end
+    code, _, err = cli("concept", "--resume", run)
+    assert code == 0, err
+    assert (run / "EVAL.json").is_file()
+    again = load_file(run / "data" / "forget.safetensors")
+    assert all(torch.equal(forget[k], again[k]) for k in forget)
