@@ -52,10 +52,12 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
     section = method_section(recipe, method)
     training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
-    recipe_hyper = {k: v for k, v in section.items() if k not in TRAIN_FIELDS and k != "checkpoint_every"}
+    axes = ("objective", "params")  # a recipe may also pick a method's objective or parameter selection
+    recipe_hyper = {k: v for k, v in section.items()
+                    if k not in TRAIN_FIELDS and k != "checkpoint_every" and k not in axes}
     config = RunConfig(
         command=command, model=model, method=method, target=[str(t) for t in target],
-        objective=objective, params=params,
+        objective=objective or section.get("objective"), params=params or section.get("params"),
         steps=check_steps(steps if steps is not None else section.get("steps", 100), not cls.needs_steps),
         lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
         batch_size=check_positive("--batch-size", batch_size if batch_size is not None
