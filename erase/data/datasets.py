@@ -58,12 +58,14 @@ def split_by_mask(data: LabelledImages, in_forget: torch.Tensor) -> tuple[Labell
 class PromptImages(Dataset):
     """Images in [-1, 1] with the token ids of their prompts (text-to-image training and forget data).
 
-    `anchor_ids` (optional) are the prompts the relabel objective redirects each image to.
+    `anchor_ids` (optional) are the prompts the relabel objective redirects each image to, `concept_ids`
+    (optional) the concept prompt ESD steers away from.
     """
 
     images: torch.Tensor
     input_ids: torch.Tensor
     anchor_ids: torch.Tensor | None = None
+    concept_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -73,4 +75,6 @@ class PromptImages(Dataset):
         item = {"x": x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x, "input_ids": self.input_ids[index]}
         if self.anchor_ids is not None:
             item["anchor_ids"] = self.anchor_ids[index]
+        if self.concept_ids is not None:
+            item["concept_ids"] = self.concept_ids[index]
         return item

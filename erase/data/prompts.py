@@ -22,11 +22,15 @@ class ConceptPrompts:
     eval_forget: list[str]
     eval_retain: list[str]
     source: str
+    esd_prompt: str = ""  # the concept as ESD conditions on it (default: the concept text)
+
+    def __post_init__(self) -> None:
+        self.esd_prompt = self.esd_prompt or self.concept
 
     def as_dict(self) -> dict:
         return {"source": self.source, "forget": len(self.forget), "retain": len(self.retain),
                 "eval_forget": len(self.eval_forget), "eval_retain": len(self.eval_retain),
-                "anchor_example": self.anchors[0] if self.anchors else None}
+                "anchor_example": self.anchors[0] if self.anchors else None, "esd_prompt": self.esd_prompt}
 
 
 def check_concept(concept: str | None) -> str:
@@ -81,11 +85,12 @@ def from_templates(concept: str, folder: Path) -> ConceptPrompts:
 
 
 def from_shapes(concept: str) -> ConceptPrompts:
-    from erase.data.shapes import concept_captions, evaluation_captions
+    from erase.data.shapes import concept_caption, concept_captions, evaluation_captions
 
     forget, anchors, retain = concept_captions(concept)
     asks, others = evaluation_captions(concept)
-    return ConceptPrompts(concept.lower(), forget, anchors, retain, asks, others, "shapes world")
+    return ConceptPrompts(concept.lower(), forget, anchors, retain, asks, others, "shapes world",
+                          esd_prompt=concept_caption(concept))
 
 
 def concept_prompts(recipe: Recipe, concept: str | None) -> ConceptPrompts:

@@ -178,3 +178,10 @@ def evaluation_captions(value: str) -> tuple[list[str], list[str]]:
     asks = [p for p, combo in zip(full, combinations()) if combo[index] == value]
     others = [p for p, combo in zip(full, combinations()) if combo[index] != value]
     return asks, others
+
+
+def concept_caption(value: str) -> str:
+    """The concept alone, as the world's captions say it: 'a triangle', 'a red shape', 'a shape on a
+    striped background'."""
+    attribute = attribute_of(value)
+    return caption(**{attribute: value.strip().lower()})

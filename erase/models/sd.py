@@ -86,6 +86,10 @@ class TextAdapter(DenoiserAdapter):
             raise UserError("the relabel objective needs an anchor prompt for each forget prompt")
         return self.embed(batch["anchor_ids"])
 
+    def esd_condition(self, batch) -> torch.Tensor:
+        """ESD conditions on the concept prompt itself when the forget data carry it."""
+        return self.embed(batch["concept_ids"]) if "concept_ids" in batch else self.condition(batch)
+
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
         if self._empty is None or self._empty.device != cond.device:
             self._empty = self.embed(self.tokenize([""]).to(cond.device))
