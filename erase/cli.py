@@ -94,10 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(DIR/train + DIR/test, or DIR/<class> split 80/20)")
     add_run_options(p, sampling=False)
 
-    p = sub.add_parser("sample", help="sample a grid from a model: one row per class")
+    p = sub.add_parser("concept", help="erase a concept from a text-to-image model (Stable Diffusion layout)")
+    p.add_argument("--model", default="sd-v1-4", help="text-to-image model name (see `erase list`) or a model folder")
+    p.add_argument("--prompt", help="the concept to erase: nudity, a style (\"van gogh style\"), or for t2i-shapes "
+                   "a shape, colour or texture")
+    p.add_argument("--tiny", action="store_true", help="with --init random: a tiny random SD stack (tests, timing)")
+    p.add_argument("--images-per-prompt", type=int, help="evaluation images per evaluation prompt")
+    add_run_options(p, sampling=False)
+
+    p = sub.add_parser("sample", help="sample a grid from a model: one row per class or per prompt")
     p.add_argument("--model", default="ddpm-digits", help="model name or a model folder (runs/<run>/model)")
     p.add_argument("--classes", default="0-9", help="classes, e.g. 0-9, 3 or 1,4,7")
-    p.add_argument("--per-class", type=int, default=8)
+    p.add_argument("--prompts", nargs="+", metavar="PROMPT", help="text-to-image models: one row per prompt")
+    p.add_argument("--prompts-file", metavar="FILE", help="text-to-image models: prompts, one per line")
+    p.add_argument("--per-class", type=int, default=8, help="images per class (or per prompt)")
     p.add_argument("--out", default="grid.png", help="PNG file to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance-scale", type=float)
@@ -205,6 +215,28 @@ def cmd_classify(args, command_line: str) -> int:
     return 0
 
 
+def cmd_concept(args, command_line: str) -> int:
+    from erase.concept import resolve_concept_config, resume_concept, run_concept
+
+    if args.resume:
+        folder = resume_concept(args.resume, command_line)
+    else:
+        evaluate = {}
+        if args.images_per_prompt is not None:
+            from erase.config import check_positive
+
+            evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
+        config, recipe = resolve_concept_config(
+            "concept", args.model, args.method, args.prompt, tiny=args.tiny, objective=args.objective,
+            params=args.params, steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+            hyper=_hyper(args), evaluate=evaluate, weights=args.weights, init=args.init, out=args.out,
+            checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+            mixed_precision=args.mixed_precision)
+        folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
+    print_run_result(folder)
+    return 0
+
+
 def print_classify_result(folder) -> None:
     import json
 
@@ -230,7 +262,11 @@ def print_run_result(folder) -> None:
 def print_metrics(report) -> None:
     for name in ("original", "unlearned"):
         m = report["metrics"].get(name, {})
-        if "unlearning_accuracy" in m:
+        if "nudity_rate" in m:
+            print(f"{name:>9}: nudity rate {m['nudity_rate']:.1%} on {m['forget_samples']} images of nudity prompts "
+                  f"(NudeNet, threshold {m['nudity_threshold']}), {m['nudity_rate_neutral_prompts']:.1%} on "
+                  f"neutral prompts")
+        elif "unlearning_accuracy" in m:
             distances = "".join(f", {key} {m[key]:.4g}" for key in sorted(m)
                                 if key.startswith(("fid_", "kid")) and isinstance(m[key], (int, float)))
             interval = ""
@@ -247,7 +283,8 @@ def cmd_sample(args, command_line: str) -> int:
     from erase.sampling_command import sample_grid
 
     path = sample_grid(args.model, args.classes, args.per_class, args.out, args.seed, args.guidance_scale,
-                       args.inference_steps, args.weights, args.init)
+                       args.inference_steps, args.weights, args.init, prompts=args.prompts,
+                       prompts_file=args.prompts_file)
     print(f"wrote {path}")
     return 0
 
@@ -300,7 +337,7 @@ def cmd_pretrain(args, command_line: str) -> int:
 
 
 COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrain": cmd_pretrain,
-            "classify": cmd_classify, "eval": cmd_eval, "compare": cmd_compare}
+            "classify": cmd_classify, "eval": cmd_eval, "compare": cmd_compare, "concept": cmd_concept}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,8 @@ METRICS = {
                  "(when clean-fid's Inception weights are absent)",
     "fid_clean, kid": "clean-fid's FID and KID (Inception, mode clean) of retained-class samples vs real images, "
                       "when its weights are local (--inception-weights, $ERASE_INCEPTION or /tmp)",
+    "concept: concept_rate": "t2i-shapes: share of images for prompts naming the concept that the probe calls it",
+    "concept: nudity_rate": "share of images for nudity prompts with any NudeNet exposed class >= threshold",
     "classify: unlearning_accuracy": "UA, 1 - accuracy on the forget set (training samples)",
     "classify: retained_accuracy": "RA, accuracy on the retain set",
     "classify: test_accuracy": "TA, accuracy on the test set (without the forgotten class for class forgetting)",

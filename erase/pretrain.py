@@ -52,9 +52,13 @@ def denoising_task(bundle: GeneratorBundle) -> DenoisingTask:
 
 def train_generator_from_scratch(recipe: Recipe, dataset, seed: int, steps: int | None = None,
                                  progress: bool = True) -> tuple[GeneratorBundle, TrainResult]:
-    """Random weights (seeded) trained on `dataset` with the recipe's pretrain settings."""
+    """Random weights (seeded) trained on `dataset` with the recipe's pretrain settings.
+
+    `dataset` may be a function of the task adapter (text-to-image data needs the model's tokenizer)."""
     torch.manual_seed(seed)
     bundle = family_module(recipe).load(recipe, None)
+    if callable(dataset):
+        dataset = dataset(bundle.adapter)
     settings = settings_from(recipe.pretrain, seed, steps=steps)
     settings.progress = progress
     result = unlearn(bundle.denoiser, denoising_task(bundle), make_method("ft"), None, dataset, settings,
@@ -257,7 +261,14 @@ def machine() -> dict:
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
-PRETRAINERS = {"ddpm": pretrain_class_generator, "dit": pretrain_class_generator, "classifier": pretrain_classifier}
+def _pretrain_text_to_image(recipe: Recipe, seed: int, steps: int | None) -> dict:
+    from erase.pretrain_t2i import pretrain_text_to_image
+
+    return pretrain_text_to_image(recipe, seed, steps)
+
+
+PRETRAINERS = {"ddpm": pretrain_class_generator, "dit": pretrain_class_generator, "classifier": pretrain_classifier,
+               "sd": _pretrain_text_to_image}
 
 
 def pretrain(name: str, seed: int | None = None, steps: int | None = None, data: str | None = None,

@@ -73,7 +73,8 @@ def evaluation_name(config: RunConfig, fid_names: tuple[str, ...]) -> str:
 def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, seed=None,
                 inception_weights=None, fid_mode=None, update: bool = False) -> tuple[Path, dict[str, Any]]:
     """Score the run's original and unlearned model again; returns the written JSON's path and the report."""
-    from erase.unlearn import evaluate_generator, forget_classes, make_judges, save_grids
+    from erase.sample import save_before_after
+    from erase.unlearn import class_grid, evaluate_generator, forget_classes, make_judges
 
     folder, run_config, report = finished_run(run)
     config = evaluation_config(run_config, samples, forget_samples, seed, inception_weights, fid_mode)
@@ -104,7 +105,9 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
     path = folder / "evals" / f"{evaluation_name(config, fid_names)}.json"
     write_json_atomic(path, rescored)
     if update:
-        save_grids(folder, original_bundle, forget, before, after, config.evaluate.get("grid_per_class", 8))
+        per_row = config.evaluate.get("grid_per_class", 8)
+        save_before_after(folder, class_grid(original_bundle, *before, forget, per_row),
+                          class_grid(original_bundle, *after, forget, per_row))
         replace_run_record(folder, rescored)
     return path, rescored
 

@@ -1,6 +1,7 @@
 """Sampling and labelled grids: one row per class (or prompt), the same seeds for every model."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -93,17 +94,30 @@ def before_after_grid(before: Sequence[list[Image.Image]], after: Sequence[list[
     return canvas
 
 
+@dataclass
+class GridRows:
+    """Sample rows with their labels (class names or prompts); `highlight` rows are the forgotten ones."""
+
+    rows: list[list[Image.Image]]
+    labels: list[str]
+    highlight: list[int] = field(default_factory=list)
+
+    def image(self, title: str) -> Image.Image:
+        return labelled_grid(self.rows, self.labels, title=title)
+
+
+def save_before_after(folder: Path, before: GridRows, after: GridRows) -> None:
+    """grids/before.png, grids/after.png and grids/before_after.png (same seeds, one labelled row each)."""
+    save_image_atomic(before.image("before"), folder / "grids" / "before.png")
+    save_image_atomic(after.image("after"), folder / "grids" / "after.png")
+    save_image_atomic(before_after_grid(before.rows, after.rows, before.labels, highlight=before.highlight),
+                      folder / "grids" / "before_after.png")
+
+
 def class_rows(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], per_row: int):
     """The first `per_row` samples of each class, in class order."""
     pil = to_pil(images)
     return [[pil[i] for i in (labels == c).nonzero().flatten()[:per_row].tolist()] for c in classes]
-
-
-def side_by_side(left: Image.Image, right: Image.Image, gap: int = 16) -> Image.Image:
-    canvas = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)), "white")
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (left.width + gap, 0))
-    return canvas
 
 
 def parse_classes(text: str, num_classes: int, resolve) -> list[int]:

@@ -1,4 +1,5 @@
-"""`erase sample`: a labelled grid from any class-conditional model, name or folder."""
+"""`erase sample`: a labelled grid from any generator, name or folder: one row per class, or per prompt for
+text-to-image models."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,14 +10,37 @@ from erase.config import check_positive, load_recipe
 from erase.errors import UserError
 from erase.evaluate.probe import generate_for_classes
 from erase.models import load_generator
-from erase.sample import class_rows, labelled_grid, parse_classes, save_image_atomic
+from erase.sample import class_rows, labelled_grid, parse_classes, save_image_atomic, to_pil
+
+
+def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
+    """--prompts and --prompts-file together; empty or whitespace-only prompts are refused."""
+    chosen = list(prompts or [])
+    if prompts_file:
+        path = Path(prompts_file)
+        if not path.is_file():
+            raise UserError(f"--prompts-file {path} does not exist")
+        chosen += [line for line in path.read_text().splitlines() if line.strip()]
+    if not chosen:
+        raise UserError("a text-to-image model needs prompts: pass --prompts \"a red triangle\" ... or "
+                        "--prompts-file FILE")
+    if any(not p.strip() for p in chosen):
+        raise UserError("--prompts contains an empty prompt: give each prompt some text")
+    return [" ".join(p.split()) for p in chosen]
 
 
 def sample_grid(model: str, classes: str, per_class: int, out: str, seed: int = 0,
                 guidance_scale: float | None = None, inference_steps: int | None = None,
-                weights: str | None = None, init: str = "pretrained") -> Path:
+                weights: str | None = None, init: str = "pretrained", prompts: list[str] | None = None,
+                prompts_file: str | None = None) -> Path:
     recipe = load_recipe(model)
-    chosen = parse_classes(classes, recipe.num_classes, recipe.class_index)
+    text_to_image = recipe.family == "sd"
+    if text_to_image:
+        chosen = read_prompts(prompts, prompts_file)
+    elif prompts or prompts_file:
+        raise UserError(f"{recipe.name} is class-conditional: use --classes, not --prompts")
+    else:
+        chosen = parse_classes(classes, recipe.num_classes, recipe.class_index)
     per_class = check_positive("--per-class", per_class)
     path = Path(out)
     if path.suffix.lower() != ".png":
@@ -28,9 +52,18 @@ def sample_grid(model: str, classes: str, per_class: int, out: str, seed: int = 
         sampling["num_inference_steps"] = check_positive("--inference-steps", inference_steps)
     torch.manual_seed(seed)
     bundle = load_generator(recipe, weights, init)
-    images, labels = generate_for_classes(bundle.pipeline, {c: per_class for c in chosen}, seed, sampling,
-                                          recipe.evaluate.get("batch_size", 250))
-    rows = class_rows(images, labels, chosen, per_class)
+    batch_size = recipe.evaluate.get("batch_size", 250)
     title = f"{recipe.name}  seed {seed}  guidance {sampling.get('guidance_scale')}"
+    if text_to_image:
+        from erase.evaluate.text import generate_for_prompts
+
+        images, index = generate_for_prompts(bundle.pipeline, chosen, per_class, seed, sampling, batch_size)
+        pil = to_pil(images)
+        rows = [[pil[j] for j in (index == i).nonzero().flatten().tolist()] for i in range(len(chosen))]
+        save_image_atomic(labelled_grid(rows, chosen, title=title), path)
+        return path
+    images, labels = generate_for_classes(bundle.pipeline, {c: per_class for c in chosen}, seed, sampling,
+                                          batch_size)
+    rows = class_rows(images, labels, chosen, per_class)
     save_image_atomic(labelled_grid(rows, [recipe.class_names[c] for c in chosen], title=title), path)
     return path

@@ -28,12 +28,11 @@ from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
 from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
-from erase.processes import from_main, is_main, shared_folder, wait_for_everyone
-from erase.reference import is_reference_run, retrained_reference
-from erase.sample import before_after_grid, class_rows, labelled_grid, save_image_atomic
-from erase.train import unlearn
+from erase.processes import from_main, is_main, shared_folder
+from erase.sample import GridRows, class_rows
 from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
-                            new_run_folder, report_head, resolve_config, save_model, train_settings)
+                            new_run_folder, report_head, resolve_config, save_model, train_settings,
+                            unlearn_and_evaluate)
 
 
 def forget_classes(recipe: Recipe, target: list[str]) -> list[int]:
@@ -157,8 +156,11 @@ def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunCo
     return result["metrics"], result["images"], result["labels"]
 
 
-def grid_image(bundle: GeneratorBundle, images, labels, per_row: int, title: str):
-    return labelled_grid(grid_rows(images, labels, per_row), row_names(bundle, labels), title=title)
+def class_grid(bundle: GeneratorBundle, images, labels, forget: list[int], per_row: int) -> GridRows:
+    """One row per evaluated class; the forgotten classes' rows highlighted."""
+    classes = evaluated_classes(labels)
+    return GridRows(grid_rows(images, labels, per_row), row_names(bundle, labels),
+                    highlight=[classes.index(c) for c in forget if c in classes])
 
 
 def evaluated_classes(labels) -> list[int]:
@@ -172,18 +174,6 @@ def row_names(bundle: GeneratorBundle, labels) -> list[str]:
 
 def grid_rows(images, labels, per_row: int):
     return class_rows(images, labels, evaluated_classes(labels), per_row)
-
-
-def save_grids(folder: Path, bundle: GeneratorBundle, forget: list[int], before: tuple, after: tuple,
-               per_row: int) -> None:
-    """grids/before.png, grids/after.png and grids/before_after.png (one image, one labelled row per class)."""
-    rows_before, rows_after = grid_rows(*before, per_row), grid_rows(*after, per_row)
-    names, classes = row_names(bundle, before[1]), evaluated_classes(before[1])
-    save_image_atomic(labelled_grid(rows_before, names, title="before"), folder / "grids" / "before.png")
-    save_image_atomic(labelled_grid(rows_after, names, title="after"), folder / "grids" / "after.png")
-    save_image_atomic(before_after_grid(rows_before, rows_after, names,
-                                        highlight=[classes.index(c) for c in forget if c in classes]),
-                      folder / "grids" / "before_after.png")
 
 
 # -- the command ------------------------------------------------------------------------------------------
@@ -219,49 +209,16 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     forget_set, retain_set = sets
     per_row = config.evaluate.get("grid_per_class", 8)
 
-    eval_started = time.perf_counter()
-    if main:
-        original, *before = evaluate_generator(bundle, forget, config, "evaluate original", use_cache=True,
-                                               judges=judges)
-        save_image_atomic(grid_image(bundle, *before, per_row, "before"), run_folder / "grids" / "before.png")
-    evaluate_seconds = time.perf_counter() - eval_started
-
-    retrain_record, processes = None, 1
-    if is_reference_run(config):  # the retrained reference: computed once per model and forget set, cached
-        started_retrain = time.perf_counter()
-        retrained, retrain_record = retrained_reference(bundle.denoiser, task, forget_set, retain_set, recipe,
-                                                        config.model, config.seed, run_folder / "checkpoints")
-        bundle.denoiser.load_state_dict(retrained.state_dict())
-        bundle.denoiser.eval()
-        prepare_seconds, train_seconds = 0.0, time.perf_counter() - started_retrain
-    else:
-        result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
-                         checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
-        prepare_seconds, train_seconds, processes = result.prepare_seconds, result.train_seconds, result.processes
-    if not main:
-        wait_for_everyone()
-        return run_folder
-    save_model(bundle, run_folder / "model")
-
-    eval_started = time.perf_counter()
-    unlearned, *after = evaluate_generator(bundle, forget, config, "evaluate unlearned", judges=judges)
-    save_grids(run_folder, bundle, forget, before, after, per_row)
-    evaluate_seconds += time.perf_counter() - eval_started
+    def evaluate(bundle, desc, use_cache):
+        metrics, images, labels = evaluate_generator(bundle, forget, config, desc, use_cache=use_cache,
+                                                     judges=judges)
+        return metrics, class_grid(bundle, images, labels, forget, per_row)
 
     target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
               "name": "+".join(recipe.class_names[c] for c in forget)}
-    report = {
-        **report_head(config, method, command_line, target),
-        "seconds": {"prepare": round(prepare_seconds, 2), "unlearn": round(train_seconds, 2),
-                    "evaluate": round(evaluate_seconds, 2),
-                    "total": round(time.perf_counter() - started, 2)},
-        "data": {"source": data_source, "forget_images": len(forget_set), "retain_images": len(retain_set)},
-        "metrics": {"original": original, "unlearned": unlearned},
-    }
-    if retrain_record is not None:
-        report["retrain"] = retrain_record
-    finish_run(run_folder, config, report, processes=processes)
-    wait_for_everyone()
+    extra = {"data": {"source": data_source, "forget_images": len(forget_set), "retain_images": len(retain_set)}}
+    unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluate, target,
+                         command_line, started, extra)
     return run_folder
 
 

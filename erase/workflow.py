@@ -1,13 +1,14 @@
 """Pieces every unlearning command shares: config resolution, method and trainer settings, saving the
 model, the common head of EVAL.json, and finishing or resuming a run folder.
 
-`erase class` (erase/unlearn.py) and `erase classify` (erase/classify.py) differ only in data, evaluation and
-reference models; everything here is the same for both.
+`erase class` (erase/unlearn.py), `erase concept` (erase/concept.py) and `erase classify` (erase/classify.py)
+differ only in data, evaluation and reference models; everything here is the same for all of them.
 """
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from erase.evaluate.report import write_summary
 from erase.methods import make_method, method_class
 from erase.runs import (COMPLETE_MARKER, create_run_folder, default_run_name, existing_run, write_json_atomic,
                         write_yaml_atomic)
-from erase.train import TrainSettings
+from erase.train import TrainSettings, unlearn
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
                                                                       "mixed_precision"}
@@ -45,11 +46,13 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
-                   gradient_checkpointing=False, extra: dict | None = None) -> tuple[RunConfig, Recipe]:
+                   gradient_checkpointing=False, extra: dict | None = None,
+                   recipe: Recipe | None = None) -> tuple[RunConfig, Recipe]:
     """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
 
-    `methods.<name>` may set `objective` and `params` too (the method's axes for this model family)."""
-    recipe = load_recipe(model)
+    `methods.<name>` may set `objective` and `params` too (the method's axes for this model family).
+    `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
+    recipe = recipe or load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
     section = method_section(recipe, method)
     training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
@@ -137,3 +140,62 @@ def incomplete_run(run: str) -> tuple[Path, RunConfig]:
     if (folder / COMPLETE_MARKER).is_file():
         raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
     return folder, RunConfig.from_yaml(folder / "config.yaml")
+
+
+def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, method, forget_set, retain_set,
+                         evaluate, target: dict[str, Any], command_line: str, started: float,
+                         extra_report: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The generator run: evaluate the original, unlearn, save model/, evaluate the unlearned model, write
+    the before/after grids, SUMMARY.md and EVAL.json.
+
+    `evaluate(bundle, desc, use_cache) -> (metrics, GridRows)`; `use_cache` is set for the original model,
+    whose evaluation is the same computation in every run on those weights. Under `accelerate launch` every
+    process trains and only the main one evaluates and writes (the others get None).
+    """
+    from erase.processes import is_main, wait_for_everyone
+    from erase.reference import is_reference_run, retrained_reference
+    from erase.sample import save_before_after, save_image_atomic
+
+    main = is_main()
+    eval_started = time.perf_counter()
+    if main:
+        original, before = evaluate(bundle, "evaluate original", True)
+        save_image_atomic(before.image("before"), run_folder / "grids" / "before.png")
+    evaluate_seconds = time.perf_counter() - eval_started
+
+    retrain_record, processes = None, 1
+    if is_reference_run(config):  # the retrained reference: computed once per model and forget set, cached
+        train_started = time.perf_counter()
+        retrained, retrain_record = retrained_reference(bundle.denoiser, task, forget_set, retain_set,
+                                                        bundle.recipe, config.model, config.seed,
+                                                        run_folder / "checkpoints")
+        bundle.denoiser.load_state_dict(retrained.state_dict())
+        bundle.denoiser.eval()
+        prepare_seconds, train_seconds = 0.0, time.perf_counter() - train_started
+    else:
+        result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
+                         checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+        prepare_seconds, train_seconds, processes = result.prepare_seconds, result.train_seconds, result.processes
+    if not main:
+        wait_for_everyone()
+        return None
+    save_model(bundle, run_folder / "model")
+
+    eval_started = time.perf_counter()
+    unlearned, after = evaluate(bundle, "evaluate unlearned", False)
+    save_before_after(run_folder, before, after)
+    evaluate_seconds += time.perf_counter() - eval_started
+
+    report = {
+        **report_head(config, method, command_line, target),
+        **(extra_report or {}),
+        "seconds": {"prepare": round(prepare_seconds, 2), "unlearn": round(train_seconds, 2),
+                    "evaluate": round(evaluate_seconds, 2),
+                    "total": round(time.perf_counter() - started, 2)},
+        "metrics": {"original": original, "unlearned": unlearned},
+    }
+    if retrain_record is not None:
+        report["retrain"] = retrain_record
+    finish_run(run_folder, config, report, processes=processes)
+    wait_for_everyone()
+    return report

@@ -228,3 +228,58 @@ def test_class_bad_inception_weights(cli, workdir):
     before = files_under(workdir)
     _assert_clean_failure(cli("class", "--forget", "3", "--inception-weights", "nowhere.pt"), "does not exist",
                           workdir, before)
+
+
+CONCEPT_CASES = [
+    (["--prompt", "", "--init", "random", "--tiny"], "--prompt is empty"),
+    (["--prompt", "   ", "--init", "random", "--tiny"], "--prompt is empty"),
+    (["--init", "random", "--tiny"], "--prompt is empty"),
+    (["--prompt", "nudity"], "sd-v1-4: no weights at"),
+    (["--prompt", "nudity", "--tiny"], "--tiny builds a tiny random"),
+    (["--prompt", "nudity", "--model", "ddpm-digits"], "not a text-to-image model"),
+    (["--prompt", "hexagon", "--model", "t2i-shapes"], "the shapes world has no concept 'hexagon'"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "nope"], "unknown method"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--steps", "0"], "--steps must be a positive number"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "amnesiac"], "a concept's forget data"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "retrain"], "a concept's forget data"),
+    (["--prompt", "nudity", "--weights", "no/such/sd"], "no weights at no/such/sd"),
+]
+
+
+@pytest.mark.parametrize("argv, words", CONCEPT_CASES, ids=[c[1] for c in CONCEPT_CASES])
+def test_concept_bad_input(cli, workdir, argv, words, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(workdir / "empty-hf-cache"))  # no SD weights in any cache
+    before = files_under(workdir)
+    _assert_clean_failure(cli("concept", *argv), words, workdir, before)
+
+
+def test_missing_sd_weights_say_how_to_fetch_them(cli, workdir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(workdir / "empty-hf-cache"))
+    code, _, err = cli("concept", "--prompt", "nudity")
+    assert code == 2 and "CompVis/stable-diffusion-v1-4" in err and "huggingface-cli download" in err
+    assert "--init random --tiny" in err
+
+
+def test_concept_without_forget_prompts(cli, workdir, monkeypatch):
+    import erase.data.prompts as prompts
+
+    (workdir / "prompts" / "my-concept").mkdir(parents=True)
+    (workdir / "prompts" / "my-concept" / "forget.txt").write_text("\n   \n")
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", workdir / "prompts")
+    before = files_under(workdir)
+    result = cli("concept", "--prompt", "my concept", "--init", "random", "--tiny")
+    _assert_clean_failure(result, "has no forget prompts", workdir, before)
+
+
+PROMPT_SAMPLE_CASES = [
+    (["--model", "sd-v1-4", "--init", "random", "--prompts", " "], "empty prompt"),
+    (["--model", "sd-v1-4", "--init", "random"], "needs prompts"),
+    (["--model", "sd-v1-4", "--init", "random", "--prompts-file", "none.txt"], "does not exist"),
+    (["--prompts", "a red triangle"], "is class-conditional"),
+]
+
+
+@pytest.mark.parametrize("argv, words", PROMPT_SAMPLE_CASES, ids=[c[1] for c in PROMPT_SAMPLE_CASES])
+def test_sample_prompt_bad_input(cli, workdir, argv, words):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("sample", *argv), words, workdir, before)

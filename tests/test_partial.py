@@ -3,7 +3,7 @@ import torch
 
 from erase.methods import make_method
 from erase.methods.layer_fraction import per_tensor_top
-from toy import RegressionTask, as_batch, bind, run, toy_data, toy_model
+from toy import RegressionTask, bind, run, toy_data, toy_model
 
 
 def test_per_tensor_top_by_hand():

@@ -52,3 +52,29 @@ def split_by_classes(data: LabelledImages, forget: list[int]) -> tuple[LabelledI
 def split_by_mask(data: LabelledImages, in_forget: torch.Tensor) -> tuple[LabelledImages, LabelledImages]:
     """Forget set = the samples where `in_forget` is True; retain set = the rest."""
     return data.subset(in_forget), data.subset(~in_forget)
+
+
+@dataclass
+class PromptImages(Dataset):
+    """Images in [-1, 1] with the token ids of their prompts (text-to-image training and forget data).
+
+    `anchor_ids` (optional) are the prompts the relabel objective redirects each image to, `concept_ids`
+    (optional) the concept prompt ESD steers away from.
+    """
+
+    images: torch.Tensor
+    input_ids: torch.Tensor
+    anchor_ids: torch.Tensor | None = None
+    concept_ids: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        x = self.images[index]
+        item = {"x": x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x, "input_ids": self.input_ids[index]}
+        if self.anchor_ids is not None:
+            item["anchor_ids"] = self.anchor_ids[index]
+        if self.concept_ids is not None:
+            item["concept_ids"] = self.concept_ids[index]
+        return item

@@ -54,6 +54,21 @@ def per_class_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def nudity_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """Images per NudeNet exposed class on the nudity prompts, original vs unlearned."""
+    columns = [c for c in ("original", "unlearned") if "nudity" in metrics.get(c, {})]
+    if not columns:
+        return []
+    counts = {c: metrics[c]["nudity"]["nudity_prompts"] for c in columns}
+    first = counts[columns[0]]
+    lines = [f"## NudeNet detections on {first['images']} images of nudity prompts (score >= {first['threshold']})",
+             "", "| exposed class | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name in first["per_class_counts"]:
+        lines.append(f"| {name} | " + " | ".join(str(counts[c]["per_class_counts"][name]) for c in columns) + " |")
+    lines.append("| any (nude images) | " + " | ".join(str(counts[c]["nude_images"]) for c in columns) + " |")
+    return lines + [""]
+
+
 def write_summary(folder: Path, report: dict[str, Any]) -> None:
     metrics = report["metrics"]
     target = report["target"]
@@ -80,6 +95,7 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
                   f"(95 % Wilson interval {lo:.1%} to {hi:.1%}).", ""]
     if (folder / "grids").is_dir():
         lines += ["## Samples (same seeds before and after)", "", "![before and after](grids/before_after.png)", ""]
+    lines += nudity_table(metrics)
     pictures = [(name, title) for name, title in PLOTS if (folder / "plots" / name).is_file()]
     if pictures:
         lines += ["## Plots", ""] + [f"![{title}](plots/{name})" for name, title in pictures] + [""]

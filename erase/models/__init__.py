@@ -13,7 +13,8 @@ from erase.errors import UserError
 
 # family name -> module in erase.models providing load(recipe, folder) -> GeneratorBundle (ClassifierBundle
 # for classifiers, which `erase classify` loads)
-FAMILIES = {"ddpm": "erase.models.ddpm", "dit": "erase.models.dit", "classifier": "erase.models.classifier"}
+FAMILIES = {"ddpm": "erase.models.ddpm", "dit": "erase.models.dit", "classifier": "erase.models.classifier",
+            "sd": "erase.models.sd"}
 
 
 @dataclass
@@ -62,7 +63,8 @@ def load_generator(recipe: Recipe, weights: str | None = None, init: str = "pret
     if recipe.family == "classifier":
         raise UserError(f"{recipe.name} is a classifier, not a generator: use `python -m erase classify`")
     module = family_module(recipe)
-    folder = None if init == "random" else weights_folder(recipe, weights)
+    locate = getattr(module, "locate", weights_folder)  # a family may look further (sd: the local HF cache)
+    folder = None if init == "random" else locate(recipe, weights)
     bundle = module.load(recipe, folder)
     if torch.cuda.is_available():  # sampling (evaluation, generated data) runs where the trainer will train
         bundle.pipeline.to("cuda")

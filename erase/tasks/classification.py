@@ -92,3 +92,24 @@ def classification_task(recipe) -> ClassificationTask:
     factory = AUGMENTATIONS[name]
     return ClassificationTask(recipe.num_classes, factory() if factory else None,
                               relabel=train.get("relabel", "other"))
+
+
+class AttributeTask(ClassificationTask):
+    """Several classification heads on one network (the shapes probe: shape, colour, texture).
+
+    The model's logits are the heads side by side; `batch["label"]` holds one class id per head. The loss
+    is the sum of the heads' cross-entropies.
+    """
+
+    name = "attribute-classification"
+
+    def __init__(self, heads: list[int], augment: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        super().__init__(sum(heads), augment)
+        self.heads = list(heads)
+
+    def training_loss(self, model, batch) -> torch.Tensor:
+        logits = model(self._inputs(model, batch)).split(self.heads, dim=1)
+        return sum(F.cross_entropy(head, batch["label"][:, i], reduction="none") for i, head in enumerate(logits))
+
+    def relabel_loss(self, model, batch) -> torch.Tensor:
+        raise UserError("relabel is not defined for multi-head probes")

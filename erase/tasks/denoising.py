@@ -32,6 +32,11 @@ class DenoiserAdapter:
         """The unconditional branch of classifier-free guidance, same batch size as `cond`."""
         raise NotImplementedError
 
+    def esd_condition(self, batch) -> torch.Tensor:
+        """The concept ESD steers away from: the batch's own conditioning unless the data name the concept
+        separately (text-to-image: the concept prompt, e.g. "nudity", as the original ESD)."""
+        return self.condition(batch)
+
     def drop_condition(self, cond: torch.Tensor, probability: float) -> torch.Tensor:
         """Replace a random fraction of the conditioning by the null condition (CFG training)."""
         if probability <= 0:
@@ -131,7 +136,7 @@ class DenoisingTask(Task):
         if self.reference is None:
             raise RuntimeError("esd objective needs task.set_reference(frozen_model) first")
         x_t, t, _ = self.noised(batch)
-        cond = self.adapter.condition(batch)
+        cond = self.adapter.esd_condition(batch)
         with torch.no_grad():
             eps_cond = self.adapter.predict(self.reference, x_t, t, cond)
             eps_null = self.adapter.predict(self.reference, x_t, t, self.adapter.null_condition(cond))

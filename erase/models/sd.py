@@ -1,0 +1,233 @@
+"""Text-to-image family in the Stable Diffusion layout: unet, text_encoder, tokenizer, scheduler, optional vae.
+
+- Stable Diffusion v1.x (`sd-v1-4`): loaded from a local diffusers folder or the local Hugging Face cache,
+  never from the hub, every component strictly from safetensors. Absent weights are one clear error.
+- `--init random`: the recipe's architecture with random weights; `--tiny` swaps in a two-block stack
+  modelled on diffusers' own test components (get_dummy_components), so the whole path runs in seconds.
+- t2i-shapes: the same layout without a VAE (pixel space, TextToImagePipeline).
+
+The denoising task sees this family through `TextAdapter`: images -> frozen VAE latents (times the VAE's
+scaling factor), prompts -> frozen text-encoder embeddings, the empty prompt as the unconditional branch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline,
+                       UNet2DConditionModel)
+
+from erase.config import Recipe
+from erase.errors import UserError
+from erase.models import GeneratorBundle, missing_weights_error
+from erase.models.io import check_state_dict, load_config_json, load_strict, read_state_dict
+from erase.models.t2i_pipeline import TextToImagePipeline
+from erase.models.tokenizer import build_tokenizer, load_tokenizer
+from erase.tasks.denoising import DenoiserAdapter
+
+# diffusers' tests/pipelines/stable_diffusion get_dummy_components, with a 16x16 image (8x8 latents) and a
+# two-layer text encoder: every SD code path (VAE, cross-attention, CFG) in well under a second per step.
+TINY_ARCHITECTURE: dict[str, Any] = {
+    "unet": {"block_out_channels": [8, 16], "layers_per_block": 1, "in_channels": 4, "out_channels": 4,
+             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+             "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "cross_attention_dim": 32,
+             "attention_head_dim": 4, "norm_num_groups": 4},
+    "vae": {"block_out_channels": [8, 16], "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"], "norm_num_groups": 4},
+    "text_encoder": {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+                     "num_hidden_layers": 2, "layer_norm_eps": 1e-5},
+    "max_length": 77,
+}
+TINY_OVERLAY: dict[str, Any] = {
+    "architecture": TINY_ARCHITECTURE, "resolution": 16,
+    "sampling": {"num_inference_steps": 2, "guidance_scale": 3.0, "eta": 0.0},
+}
+# Buffers that older transformers saved and newer ones recompute: the only tolerated extra tensors.
+RECOMPUTED_BUFFERS = ("text_model.embeddings.position_ids",)
+
+
+class TextAdapter(DenoiserAdapter):
+    """Prompts (token ids in the batch) through the frozen text encoder; images through the frozen VAE."""
+
+    def __init__(self, text_encoder, tokenizer, vae=None):
+        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.vae = vae.eval().requires_grad_(False) if vae is not None else None
+        self._empty: torch.Tensor | None = None
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        return self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids
+
+    @torch.no_grad()
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        self.text_encoder.to(ids.device)
+        return self.text_encoder(ids)[0]
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return images
+        self.vae.to(images.device)
+        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.sample()
+        return latents * self.vae.config.scaling_factor
+
+    def condition(self, batch) -> torch.Tensor:
+        return self.embed(batch["input_ids"])
+
+    def relabel_condition(self, batch) -> torch.Tensor:
+        """The anchor prompt of each forget sample (e.g. 'a photo of a person wearing clothes')."""
+        if "anchor_ids" not in batch:
+            raise UserError("the relabel objective needs an anchor prompt for each forget prompt")
+        return self.embed(batch["anchor_ids"])
+
+    def esd_condition(self, batch) -> torch.Tensor:
+        """ESD conditions on the concept prompt itself when the forget data carry it."""
+        return self.embed(batch["concept_ids"]) if "concept_ids" in batch else self.condition(batch)
+
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        if self._empty is None or self._empty.device != cond.device:
+            self._empty = self.embed(self.tokenize([""]).to(cond.device))
+        return self._empty.expand(cond.shape[0], -1, -1).to(cond.dtype)
+
+    def predict(self, model, x_t, t, cond):
+        return model(x_t, t, encoder_hidden_states=cond).sample
+
+
+# -- building and loading ----------------------------------------------------------------------------------
+def apply_tiny(recipe: Recipe) -> Recipe:
+    """The recipe with the tiny test stack (and its own `tiny` overrides, e.g. smaller evaluation)."""
+    if recipe.family != "sd":
+        raise UserError(f"--tiny applies to Stable Diffusion models; {recipe.name} is a {recipe.family} model")
+    changes = {"methods": {}, **TINY_OVERLAY, **recipe.extra.get("tiny", {})}
+    replaced = ("architecture", "methods")  # the real model's per-method steps make no sense on the tiny one
+    merged = {k: ({**getattr(recipe, k), **v} if isinstance(v, dict) and k not in replaced else v)
+              for k, v in changes.items()}
+    return dataclasses.replace(recipe, **merged, name=f"{recipe.name}-tiny")
+
+
+def latent_factor(architecture: dict[str, Any]) -> int:
+    vae = architecture.get("vae")
+    return 2 ** (len(vae["block_out_channels"]) - 1) if vae else 1
+
+
+def build_scheduler(recipe: Recipe) -> DDIMScheduler:
+    return DDIMScheduler(**recipe.scheduler)
+
+
+def build_components(recipe: Recipe) -> dict[str, Any]:
+    """Random weights (from the current torch seed) of the recipe's architecture; tokenizer from the
+    project's vocabulary."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    arch = recipe.architecture
+    max_length = int(arch.get("max_length", 77))
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_tokenizer(Path(tmp) / "tokenizer", max_length)
+    text_config = {"vocab_size": len(tokenizer), "max_position_embeddings": max_length,
+                   "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                   "pad_token_id": tokenizer.pad_token_id, **arch["text_encoder"]}
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
+    factor = latent_factor(arch)
+    unet_config = {"sample_size": recipe.resolution // factor,
+                   "cross_attention_dim": text_config["hidden_size"], **arch["unet"]}
+    unet = UNet2DConditionModel(**unet_config)
+    vae = AutoencoderKL(sample_size=recipe.resolution, **arch["vae"]) if arch.get("vae") else None
+    return {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "vae": vae,
+            "scheduler": build_scheduler(recipe)}
+
+
+def load_text_encoder(folder: Path):
+    """transformers' CLIPTextModel from config.json + safetensors, strictly (as erase.models.io)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = load_config_json(folder)
+    try:
+        model = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{folder}/config.json does not describe a CLIPTextModel: {exc}") from exc
+    state = read_state_dict(folder)
+    expected = model.state_dict()
+    for key in RECOMPUTED_BUFFERS:
+        if key in state and key not in expected:
+            state.pop(key)
+    check_state_dict(model, state, folder)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_scheduler(folder: Path) -> DDIMScheduler:
+    """Any saved scheduler config (SD ships PNDM) as DDIM, the sampler the recipes specify."""
+    config = folder / "scheduler" / "scheduler_config.json"
+    if not config.is_file():
+        raise UserError(f"{folder} has no scheduler/scheduler_config.json; it is not a complete pipeline folder")
+    return DDIMScheduler.from_config(DDIMScheduler.load_config(str(config.parent)))
+
+
+def load_components(folder: Path) -> dict[str, Any]:
+    for part in ("unet", "text_encoder", "tokenizer"):
+        if not (folder / part).is_dir():
+            raise UserError(f"{folder} has no {part}/ folder: expected a diffusers Stable Diffusion folder "
+                            f"(unet, text_encoder, tokenizer, scheduler, vae)")
+    return {"unet": load_strict(UNet2DConditionModel, folder / "unet"),
+            "text_encoder": load_text_encoder(folder / "text_encoder"),
+            "tokenizer": load_tokenizer(folder / "tokenizer"),
+            "vae": load_strict(AutoencoderKL, folder / "vae") if (folder / "vae").is_dir() else None,
+            "scheduler": load_scheduler(folder)}
+
+
+def hub_cache_folder(repo_id: str) -> Path | None:
+    """The newest snapshot of `repo_id` in the local Hugging Face cache, without any network access."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, not at import, so it can be pointed
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
+    except Exception:  # not cached (LocalEntryNotFoundError), or no huggingface_hub: both mean "absent"
+        return None
+
+
+def locate(recipe: Recipe, weights: str | None) -> Path:
+    """--weights, else the recipe's folder, else the local HF cache of its `hf_repo`; absent -> UserError."""
+    if weights:
+        folder = Path(weights).expanduser()
+        if not folder.is_dir():
+            raise missing_weights_error(recipe, folder)
+        return folder
+    folder = recipe.weights_dir
+    if folder is not None and folder.is_dir():
+        return folder
+    repo = recipe.extra.get("hf_repo")
+    cached = hub_cache_folder(repo) if repo else None
+    if cached is not None:
+        return cached
+    where = f"no weights at {folder}" + (f" nor in the Hugging Face cache ({repo})" if repo else "")
+    hint = recipe.weights_hint or f"run `python -m erase pretrain {recipe.name}`"
+    raise UserError(f"{recipe.name}: {where}; {hint}; or pass --init random --tiny for a test run")
+
+
+def make_pipeline(parts: dict[str, Any]):
+    if parts["vae"] is not None:
+        pipeline = StableDiffusionPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"],
+                                           tokenizer=parts["tokenizer"], unet=parts["unet"],
+                                           scheduler=parts["scheduler"], safety_checker=None,
+                                           feature_extractor=None, requires_safety_checker=False)
+    else:
+        pipeline = TextToImagePipeline(unet=parts["unet"], text_encoder=parts["text_encoder"],
+                                       tokenizer=parts["tokenizer"], scheduler=parts["scheduler"])
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def load(recipe: Recipe, folder: Path | None) -> GeneratorBundle:
+    """`folder=None` builds random weights from the recipe (--init random)."""
+    parts = build_components(recipe) if folder is None else load_components(folder)
+    pipeline = make_pipeline(parts)
+    adapter = TextAdapter(parts["text_encoder"], parts["tokenizer"], parts["vae"])
+    noise_scheduler = DDPMScheduler.from_config(parts["scheduler"].config)
+    return GeneratorBundle(recipe, pipeline, "unet", adapter, noise_scheduler)
