@@ -32,16 +32,16 @@ def machine() -> dict:
     return info
 
 
-def run_cpu(models: list[str], methods: list[str] | None, suites: list[str]) -> dict:
+def run_cpu(models: list[str], methods: list[str] | None, suites: list[str], save=lambda results: None) -> dict:
     from bench.memory import peak_memory
     from bench.retrain_ratio import class_vs_retrain
     from bench.step_cost import step_costs
     from bench.steps_to_forget import steps_to_forget
-    from bench.targets import benchmark_methods
+    from bench.targets import benchmark_methods, methods_for
 
-    chosen = methods or benchmark_methods()
     results: dict = {}
     for model in models:
+        chosen = methods_for(model, methods or benchmark_methods())
         row: dict = {"suite_seconds": {}}
         started = time.perf_counter()
 
@@ -62,6 +62,7 @@ def run_cpu(models: list[str], methods: list[str] | None, suites: list[str]) -> 
             timed("class_vs_retrain", lambda: class_vs_retrain(model))
         row["bench_seconds"] = round(time.perf_counter() - started, 1)
         results[model] = row
+        save(results)  # a model's numbers are kept even if a later model fails
         print(f"bench: {model} done in {row['bench_seconds']:.0f} s {row['suite_seconds']}", flush=True)
     return results
 
@@ -109,9 +110,16 @@ def main() -> None:
     else:
         models = args.models.split(",") if args.models else available_models()
         suites = args.only.split(",") if args.only else list(SUITES)
-        results["cpu"] = {"machine": machine(), "date": _now(), "models": run_cpu(models, methods, suites),
-                          "command": "make bench", "seconds": None}
-        results["cpu"]["seconds"] = round(time.perf_counter() - started, 1)
+        results["cpu"] = {"machine": machine(), "date": _now(), "models": {}, "command": "make bench",
+                          "seconds": None}
+
+        def save(models_done):
+            results["cpu"]["models"] = models_done
+            results["cpu"]["seconds"] = round(time.perf_counter() - started, 1)
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results, indent=2) + "\n")
+
+        run_cpu(models, methods, suites, save)
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     write_results(results, out)

@@ -42,6 +42,21 @@ def benchmark_methods() -> list[str]:
     return names
 
 
+def methods_for(model_name: str, methods: list[str]) -> list[str]:
+    """The methods this model's task accepts (e.g. no ESD on a classifier), checked the way a command checks
+    them: build the target and let the method and task refuse."""
+    accepted = []
+    for method in methods:
+        try:
+            target = load_target(model_name, method, steps=1)
+            target.task.check_objective(target.method.objective)
+            target.method.validate(target.model, target.forget_set, target.retain_set)
+            accepted.append(method)
+        except UserError:
+            continue
+    return accepted
+
+
 def available_models(candidates=("ddpm-digits", "dit-digits", "digits-cnn")) -> list[str]:
     """Embedded models whose recipe and shipped weights are present in this checkout."""
     present = []
