@@ -7,7 +7,8 @@ HOW = """How it was measured: `make bench` (= `python -m bench.run`) on the mach
 benchmark suite, OMP_NUM_THREADS=1. Step cost: every method trained on the same batch size, 3 interleaved
 rounds of 2 warm-up + 8 timed steps, median seconds per step (from batches ready to update done) and its
 ratio to a plain fine-tune (`ft`) step; prepare = one-off set-up (masks) before step 1. Memory: a fresh
-process per method, peak RSS over 5 steps, and what training added over the RSS after loading. Steps to
+process per method; its peak RSS is reset after loading (Linux clear_refs), so the peak is that of 5
+training steps, and "training adds" is that peak minus the RSS after loading. Steps to
 forget: unlearning accuracy (UA, forget class 3) and retained accuracy (RA) scored every k steps with 50
 forget samples and 10 samples per retained class (probe); the first scored step with UA >= 98 % and RA within
 2 points of the original, within the method's default budget (esd-x/esd-u, esd with other parameter
@@ -37,7 +38,7 @@ def cpu_sections(cpu: dict) -> list[str]:
                               [[m, v["seconds_per_step"], v["ratio_to_ft"], v["prepare_seconds"],
                                 v["prepare_in_ft_steps"]] for m, v in s["methods"].items()]))
         if "memory" in r:
-            out.append(f"\nPeak memory ({r['memory']['steps']} steps, CPU RSS):\n")
+            out.append(f"\nPeak memory ({r['memory']['steps']} training steps, CPU RSS):\n")
             out.append(_table(["method", "after loading MB", "peak MB", "training adds MB"],
                               [[m, v["baseline_mb"], v["peak_rss_mb"], v["training_mb"]]
                                for m, v in r["memory"]["methods"].items()]))
