@@ -7,6 +7,7 @@ training, so `training_mb` = peak - baseline is what the method itself adds.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 import os
 import resource
 import subprocess
@@ -59,11 +60,14 @@ def child(model_name: str, method: str, steps: int) -> dict:
 
 
 def peak_memory(model_name: str, methods: list[str], steps: int = 5) -> dict:
-    rows = {}
-    for method in methods:
+    def measure(method: str) -> dict:
         done = subprocess.run([sys.executable, "-m", "bench.memory", model_name, method, str(steps)],
                               capture_output=True, text=True, check=True)
-        rows[method] = json.loads(done.stdout.strip().splitlines()[-1])
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    # peak RSS is per process, so children may run side by side (one per core) without changing it
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        rows = dict(zip(methods, pool.map(measure, methods)))
     return {"model": model_name, "steps": steps, "methods": rows}
 
 

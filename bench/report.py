@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HOW = """How it was measured: `make bench` (= `python -m bench.run`) on the machine below, one process per
-benchmark suite, OMP_NUM_THREADS=1. Step cost: every method trained on the same batch size, 3 interleaved
+HOW = """How it was measured: `make bench` (= `python -m bench.run`) on the machine below, with
+OMP_NUM_THREADS=1 (scoring samples for steps-to-forget uses every core). Step cost: every method trained on the same batch size, 3 interleaved
 rounds of 2 warm-up + 8 timed steps, median seconds per step (from batches ready to update done) and its
 ratio to a plain fine-tune (`ft`) step; prepare = one-off set-up (masks) before step 1. Memory: a fresh
-process per method; its peak RSS is reset after loading (Linux clear_refs), so the peak is that of 5
+process per method (two at a time); its peak RSS is reset after loading (Linux clear_refs), so the peak is that of 5
 training steps, and "training adds" is that peak minus the RSS after loading. Steps to
 forget: unlearning accuracy (UA, forget class 3) and retained accuracy (RA) scored every k steps with 50
 forget samples and 10 samples per retained class (probe); the first scored step with UA >= 98 % and RA within
 2 points of the original, within the method's default budget (esd-x/esd-u, esd with other parameter
-selections, are timed but not scored). `erase class` vs retrain (ddpm-digits): a cold `erase class`
+selections, are timed but not scored; ft, which never sees the forget data, neither). `erase class` vs retrain (ddpm-digits): a cold `erase class`
 process end to end (unlearn + sample + evaluate + report) against retraining from scratch on the retain data
 with the pretrain recipe, timed per step and multiplied by its step count."""
 

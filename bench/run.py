@@ -55,9 +55,15 @@ def run_cpu(models: list[str], methods: list[str] | None, suites: list[str], sav
         if "memory" in suites:
             timed("memory", lambda: peak_memory(model, chosen))
         if "steps_to_forget" in suites:
-            # esd-x / esd-u are esd with another parameter selection: timed above, not scored again here
-            curves = [m for m in chosen if m not in ("esd-x", "esd-u")]
-            timed("steps_to_forget", lambda: steps_to_forget(model, curves, every=5 if "cnn" in model else 10))
+            # esd-x / esd-u are esd with another parameter selection: timed above, not scored again here;
+            # ft never sees the forget data, so it has no steps to forget
+            curves = [m for m in chosen if m not in ("esd-x", "esd-u", "ft")]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(os.cpu_count() or 1)  # scoring is sampling: let it use every core
+            try:
+                timed("steps_to_forget", lambda: steps_to_forget(model, curves, every=5 if "cnn" in model else 10))
+            finally:
+                torch.set_num_threads(threads)
         if "class_vs_retrain" in suites and model == RETRAIN_MODEL:
             timed("class_vs_retrain", lambda: class_vs_retrain(model))
         row["bench_seconds"] = round(time.perf_counter() - started, 1)
