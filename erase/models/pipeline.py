@@ -99,13 +99,17 @@ class ClassConditionalPipeline(DiffusionPipeline):
             model_input = self.scheduler.scale_model_input(x, t)
             eps = self.predict_noise(model_input, t, labels, guidance_scale)
             x = self.scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
-        images = self.decode(x)
-        if output_type == "pt":
-            result = images
-        elif output_type == "np":
-            result = images.cpu().permute(0, 2, 3, 1).float().numpy()
-        else:
-            result = self.numpy_to_pil(images.cpu().permute(0, 2, 3, 1).float().numpy())
-        if not return_dict:
-            return (result,)
-        return ImagePipelineOutput(images=result)
+        return image_output(self, self.decode(x), output_type, return_dict)
+
+
+def image_output(pipeline: DiffusionPipeline, images: torch.Tensor, output_type: str, return_dict: bool):
+    """Images in [0, 1] as diffusers pipelines return them: tensors ("pt"), numpy ("np") or PIL."""
+    if output_type == "pt":
+        result = images
+    elif output_type == "np":
+        result = images.cpu().permute(0, 2, 3, 1).float().numpy()
+    else:
+        result = pipeline.numpy_to_pil(images.cpu().permute(0, 2, 3, 1).float().numpy())
+    if not return_dict:
+        return (result,)
+    return ImagePipelineOutput(images=result)

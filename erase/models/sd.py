@@ -27,7 +27,7 @@ from erase.models import GeneratorBundle, missing_weights_error
 from erase.models.io import check_state_dict, load_config_json, load_strict, read_state_dict
 from erase.models.t2i_pipeline import TextToImagePipeline
 from erase.models.tokenizer import build_tokenizer, load_tokenizer
-from erase.tasks.denoising import DenoiserAdapter
+from erase.tasks.denoising import DenoiserAdapter, vae_latents
 
 # diffusers' tests/pipelines/stable_diffusion get_dummy_components, with a 16x16 image (8x8 latents) and a
 # two-layer text encoder: every SD code path (VAE, cross-attention, CFG) in well under a second per step.
@@ -69,13 +69,8 @@ class TextAdapter(DenoiserAdapter):
         self.text_encoder.to(ids.device)
         return self.text_encoder(ids)[0]
 
-    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        if self.vae is None:
-            return images
-        self.vae.to(images.device)
-        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.sample()
-        return latents * self.vae.config.scaling_factor
+        return vae_latents(self.vae, images)
 
     def condition(self, batch) -> torch.Tensor:
         return self.embed(batch["input_ids"])

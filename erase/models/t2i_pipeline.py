@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
+
+from erase.models.pipeline import image_output
 
 
 class TextToImagePipeline(DiffusionPipeline):
@@ -60,13 +62,4 @@ class TextToImagePipeline(DiffusionPipeline):
                 eps_cond, eps_uncond = eps.chunk(2)
                 eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
             x = self.scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
-        images = (x / 2 + 0.5).clamp(0, 1)
-        if output_type == "pt":
-            result = images
-        elif output_type == "np":
-            result = images.cpu().permute(0, 2, 3, 1).float().numpy()
-        else:
-            result = self.numpy_to_pil(images.cpu().permute(0, 2, 3, 1).float().numpy())
-        if not return_dict:
-            return (result,)
-        return ImagePipelineOutput(images=result)
+        return image_output(self, (x / 2 + 0.5).clamp(0, 1), output_type, return_dict)

@@ -50,6 +50,15 @@ class DenoiserAdapter:
         raise NotImplementedError
 
 
+@torch.no_grad()
+def vae_latents(vae, images: torch.Tensor) -> torch.Tensor:
+    """Images -> the frozen VAE's latents times its scaling factor; pixel-space models (no VAE) pass through."""
+    if vae is None:
+        return images
+    vae.to(images.device)
+    return vae.encode(images.to(vae.dtype)).latent_dist.sample() * vae.config.scaling_factor
+
+
 class ClassLabelAdapter(DenoiserAdapter):
     """Class-conditional denoisers (DDPM UNet, DiT): the conditioning is a class id, the null class (id K)
     is the unconditional branch. Latent models encode images with their frozen VAE (times its scaling
@@ -59,13 +68,8 @@ class ClassLabelAdapter(DenoiserAdapter):
         self.num_classes = num_classes
         self.vae = vae
 
-    @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        if self.vae is None:
-            return images
-        self.vae.to(images.device)
-        latents = self.vae.encode(images.to(self.vae.dtype)).latent_dist.sample()
-        return latents * self.vae.config.scaling_factor
+        return vae_latents(self.vae, images)
 
     def condition(self, batch) -> torch.Tensor:
         return batch["label"]
