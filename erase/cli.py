@@ -158,6 +158,14 @@ def _hyper(args) -> dict[str, Any]:
     return dict(args.settings)
 
 
+def _run_options(args) -> dict[str, Any]:
+    """The options of add_run_options that every unlearning command passes on to resolve_config."""
+    return dict(objective=args.objective, params=args.params, steps=args.steps, lr=args.lr,
+                batch_size=args.batch_size, hyper=_hyper(args), weights=args.weights, init=args.init, out=args.out,
+                checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing)
+
+
 def _evaluate_overrides(args) -> dict[str, Any]:
     out = {}
     if args.samples is not None:
@@ -181,13 +189,9 @@ def cmd_class(args, command_line: str) -> int:
         folder = resume_class(args.resume, command_line)
     else:
         config, recipe = resolve_config(
-            "class", args.model, args.method, args.forget or [], objective=args.objective, params=args.params,
-            steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, hyper=_hyper(args),
-            evaluate=_evaluate_overrides(args), weights=args.weights, init=args.init, out=args.out,
-            checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-            mixed_precision=args.mixed_precision,
-            gradient_checkpointing=args.gradient_checkpointing,
-            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None})
+            "class", args.model, args.method, args.forget or [], seed=args.seed, evaluate=_evaluate_overrides(args),
+            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None},
+            **_run_options(args))
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
     if is_main():  # under `accelerate launch`, one process reports
         print_run_result(folder)
@@ -203,12 +207,8 @@ def cmd_classify(args, command_line: str) -> int:
         folder = resume_classify(args.resume, command_line)
     else:
         spec = spec_from_options(args.forget_class, args.forget_random, args.forget_indices, args.seed)
-        config, recipe = resolve_classify_config(
-            "classify", args.model, args.method, spec, data=args.data, objective=args.objective, params=args.params,
-            steps=args.steps, lr=args.lr, batch_size=args.batch_size, hyper=_hyper(args), weights=args.weights,
-            init=args.init, out=args.out, checkpoint_every=args.checkpoint_every,
-            keep_checkpoints=args.keep_checkpoints, mixed_precision=args.mixed_precision,
-            gradient_checkpointing=args.gradient_checkpointing)
+        config, recipe = resolve_classify_config("classify", args.model, args.method, spec, data=args.data,
+                                                 **_run_options(args))
         folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
     if is_main():
         print_classify_result(folder)
@@ -217,6 +217,7 @@ def cmd_classify(args, command_line: str) -> int:
 
 def cmd_concept(args, command_line: str) -> int:
     from erase.concept import resolve_concept_config, resume_concept, run_concept
+    from erase.processes import is_main
 
     if args.resume:
         folder = resume_concept(args.resume, command_line)
@@ -227,13 +228,11 @@ def cmd_concept(args, command_line: str) -> int:
 
             evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
         config, recipe = resolve_concept_config(
-            "concept", args.model, args.method, args.prompt, tiny=args.tiny, objective=args.objective,
-            params=args.params, steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-            hyper=_hyper(args), evaluate=evaluate, weights=args.weights, init=args.init, out=args.out,
-            checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-            mixed_precision=args.mixed_precision)
+            "concept", args.model, args.method, args.prompt, tiny=args.tiny, seed=args.seed, evaluate=evaluate,
+            **_run_options(args))
         folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
-    print_run_result(folder)
+    if is_main():  # under `accelerate launch`, one process reports
+        print_run_result(folder)
     return 0
 
 
