@@ -14,7 +14,8 @@ forget samples and 10 samples per retained class (probe); the first scored step 
 2 points of the original, within the method's default budget (esd-x/esd-u, esd with other parameter
 selections, are timed but not scored; ft, which never sees the forget data, neither). `erase class` vs retrain (ddpm-digits): a cold `erase class`
 process end to end (unlearn + sample + evaluate + report) against retraining from scratch on the retain data
-with the pretrain recipe, timed per step and multiplied by its step count."""
+with the pretrain recipe, timed per step and multiplied by its step count (a lower bound: data loading
+and the EMA update fall outside the timed step)."""
 
 
 def _table(header: list[str], rows: list[list]) -> str:
