@@ -30,7 +30,7 @@ from erase.models.classifier import ClassifierBundle, load
 from erase.processes import is_main, shared_folder, wait_for_everyone
 from erase.reference import data_digest, retrained_reference
 from erase.tasks.classification import classification_task
-from erase.train import unlearn
+from erase.train import check_settings, unlearn
 from erase.workflow import (build_method, finish_run, incomplete_run, new_run_folder, report_head, resolve_config,
                             save_model, train_settings)
 
@@ -115,6 +115,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
     bundle = load_classifier(recipe, config.weights, config.init)
     task = classification_task(recipe)
     task.check_objective(method.objective)
+    check_settings(bundle.model, config.training)
     method.validate(bundle.model, data.forget, data.retain)
 
     if run_folder is None:

@@ -29,6 +29,7 @@ from erase.pretrain import denoising_task
 from erase.processes import from_main, is_main, shared_folder
 from erase.runs import write_json_atomic
 from erase.sample import GridRows, to_pil
+from erase.train import check_settings
 from erase.workflow import build_method, incomplete_run, new_run_folder, resolve_config, unlearn_and_evaluate
 
 DATA_SEED_OFFSET = 7919  # forget/retain images use other seeds than the evaluation images
@@ -234,6 +235,7 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     bundle = load_generator(recipe, config.weights, config.init)
     task = denoising_task(bundle)
     task.check_objective(method.objective)
+    check_settings(bundle.denoiser, config.training)
     evaluation = ConceptEvaluation(recipe, prompts, config)
 
     if run_folder is None:

@@ -162,10 +162,18 @@ def make_accelerator(mixed_precision: str = "no") -> Accelerator:
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
 
+def check_settings(model, settings_or_training) -> None:
+    """Refuse settings the model cannot honour; commands call this before their run folder exists."""
+    wanted = (settings_or_training.get("gradient_checkpointing") if isinstance(settings_or_training, dict)
+              else settings_or_training.gradient_checkpointing)
+    if wanted and not getattr(model, "_supports_gradient_checkpointing", False):
+        raise UserError(f"{type(model).__name__} does not support --gradient-checkpointing (diffusers models do): "
+                        f"run without it")
+
+
 def enable_gradient_checkpointing(model) -> None:
     """diffusers/transformers models trade compute for memory; other modules cannot."""
-    if not getattr(model, "_supports_gradient_checkpointing", False):
-        raise UserError(f"{type(model).__name__} does not support --gradient-checkpointing")
+    check_settings(model, {"gradient_checkpointing": True})
     model.enable_gradient_checkpointing()
 
 

@@ -30,6 +30,7 @@ from erase.models.classifier import load_probe
 from erase.pretrain import denoising_task
 from erase.processes import from_main, is_main, shared_folder
 from erase.sample import GridRows, class_rows
+from erase.train import check_settings
 from erase.workflow import (CORE_TRAIN, TRAIN_FIELDS, build_method, finish_run, incomplete_run,  # noqa: F401
                             new_run_folder, report_head, resolve_config, save_model, train_settings,
                             unlearn_and_evaluate)
@@ -192,6 +193,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
         raise UserError(f"the training data of {recipe.name} has no images of class {config.target}")
     task = denoising_task(bundle)
     task.check_objective(method.objective)
+    check_settings(bundle.denoiser, config.training)
     if sets is not None:
         method.validate(bundle.denoiser, *sets)
     judges = make_judges(recipe, config)

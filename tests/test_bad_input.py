@@ -283,3 +283,9 @@ PROMPT_SAMPLE_CASES = [
 def test_sample_prompt_bad_input(cli, workdir, argv, words):
     before = files_under(workdir)
     _assert_clean_failure(cli("sample", *argv), words, workdir, before)
+
+
+def test_gradient_checkpointing_on_a_classifier_is_refused_before_any_work(cli, workdir):
+    before = files_under(workdir)
+    _assert_clean_failure(cli("classify", "--forget-class", "3", "--method", "ft", "--gradient-checkpointing"),
+                          "does not support --gradient-checkpointing", workdir, before)
