@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from erase.train import unlearn
+from erase.workflow import resolve_config
 
 from bench.step_cost import StepTimer
 from bench.targets import FORGET_CLASS, load_target
@@ -38,16 +39,17 @@ def erase_class_seconds(model_name: str, method: str = "salun") -> dict:
 
 
 def retrain_seconds(model_name: str, timed_steps: int = 20, warmup: int = 3, full: bool = False) -> dict:
-    target = load_target(model_name, "retrain")
-    total_steps = target.settings.steps
+    config, _ = resolve_config("class", model_name, "retrain", [FORGET_CLASS])  # the full run's settings
+    total_steps = config.steps
     probe = load_target(model_name, "retrain", steps=warmup + timed_steps)
     timer = StepTimer()
     unlearn(probe.model, probe.task, probe.method, probe.forget_set, probe.retain_set, probe.settings,
             hooks=(timer,))
     per_step = statistics.median(timer.seconds[warmup:])
-    out = {"steps": total_steps, "batch_size": target.settings.batch_size, "seconds_per_step": round(per_step, 4),
+    out = {"steps": total_steps, "batch_size": config.batch_size, "seconds_per_step": round(per_step, 4),
            "estimated_seconds": round(per_step * total_steps, 1)}
     if full:
+        target = load_target(model_name, "retrain")
         started = time.perf_counter()
         unlearn(target.model, target.task, target.method, target.forget_set, target.retain_set, target.settings)
         out["measured_seconds"] = round(time.perf_counter() - started, 1)

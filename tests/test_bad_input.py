@@ -145,6 +145,10 @@ SAMPLE_CASES = [
     (["--per-class", "0"], "--per-class must be a positive number"),
     (["--out", "grid.jpg"], "must name a .png"),
     (["--model", "nothing-here"], "unknown model"),
+    (["--model", "sd-v1-4", "--init", "random", "--prompts", " "], "empty prompt"),
+    (["--model", "sd-v1-4", "--init", "random"], "needs prompts"),
+    (["--model", "sd-v1-4", "--init", "random", "--prompts-file", "none.txt"], "does not exist"),
+    (["--prompts", "a red triangle"], "is class-conditional"),
 ]
 
 
@@ -269,20 +273,6 @@ def test_concept_without_forget_prompts(cli, workdir, monkeypatch):
     before = files_under(workdir)
     result = cli("concept", "--prompt", "my concept", "--init", "random", "--tiny")
     _assert_clean_failure(result, "has no forget prompts", workdir, before)
-
-
-PROMPT_SAMPLE_CASES = [
-    (["--model", "sd-v1-4", "--init", "random", "--prompts", " "], "empty prompt"),
-    (["--model", "sd-v1-4", "--init", "random"], "needs prompts"),
-    (["--model", "sd-v1-4", "--init", "random", "--prompts-file", "none.txt"], "does not exist"),
-    (["--prompts", "a red triangle"], "is class-conditional"),
-]
-
-
-@pytest.mark.parametrize("argv, words", PROMPT_SAMPLE_CASES, ids=[c[1] for c in PROMPT_SAMPLE_CASES])
-def test_sample_prompt_bad_input(cli, workdir, argv, words):
-    before = files_under(workdir)
-    _assert_clean_failure(cli("sample", *argv), words, workdir, before)
 
 
 def test_gradient_checkpointing_on_a_classifier_is_refused_before_any_work(cli, workdir):
