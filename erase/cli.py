@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="sd-v1-4", help="text-to-image model name (see `erase list`) or a model folder")
     p.add_argument("--prompt", help="the concept to erase: nudity, a style (\"van gogh style\"), or for t2i-shapes "
                    "a shape, colour or texture")
+    p.add_argument("--anchor", help="what the concept becomes for the relabel objective (and esd_prompts=anchor): "
+                   "for t2i-shapes another value of the same attribute (default: the recipe's, else the next "
+                   "value), otherwise a prompt that replaces every anchor prompt")
     p.add_argument("--tiny", action="store_true", help="with --init random: a tiny random SD stack (tests, timing)")
     p.add_argument("--images-per-prompt", type=int, help="evaluation images per evaluation prompt")
     add_run_options(p, sampling=False)
@@ -228,8 +231,8 @@ def cmd_concept(args, command_line: str) -> int:
 
             evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
         config, recipe = resolve_concept_config(
-            "concept", args.model, args.method, args.prompt, tiny=args.tiny, seed=args.seed, evaluate=evaluate,
-            **_run_options(args))
+            "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor, seed=args.seed,
+            evaluate=evaluate, **_run_options(args))
         folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
     if is_main():  # under `accelerate launch`, one process reports
         print_run_result(folder)

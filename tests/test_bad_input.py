@@ -242,11 +242,21 @@ CONCEPT_CASES = [
     (["--prompt", "nudity", "--tiny"], "--tiny builds a tiny random"),
     (["--prompt", "nudity", "--model", "ddpm-digits"], "not a text-to-image model"),
     (["--prompt", "hexagon", "--model", "t2i-shapes"], "the shapes world has no concept 'hexagon'"),
+    (["--prompt", "triangle", "--model", "t2i-shapes", "--anchor", "hexagon"],
+     "--anchor 'hexagon': the anchor of the shape 'triangle' is another shape (circle, square, cross)"),
+    (["--prompt", "triangle", "--model", "t2i-shapes", "--anchor", "triangle"], "is another shape"),
+    (["--prompt", "red", "--model", "t2i-shapes", "--anchor", "square"], "the anchor of the colour 'red'"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--anchor", "  "], "--anchor is empty"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "nope"], "unknown method"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--steps", "0"], "--steps must be a positive number"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "amnesiac"], "a concept's forget data"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "retrain"], "a concept's forget data"),
     (["--prompt", "nudity", "--weights", "no/such/sd"], "no weights at no/such/sd"),
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "esd", "--set", "esd_prompts=all"],
+     "esd_prompts='all': use one of concept, forget"),
+    # prompts/nudity/ has no neutral.txt: ESD on the forget prompts has no concept-free prompt to steer from
+    (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "esd", "--set", "esd_prompts=forget"],
+     "esd_prompts=forget needs each forget prompt without the concept"),
 ]
 
 

@@ -84,6 +84,39 @@ def test_text_adapter_conditions_on_prompts_and_empty_prompt():
     assert not any(p.requires_grad for p in adapter.text_encoder.parameters())
 
 
+def test_esd_on_forget_prompts_is_the_reference_esd_when_the_prompt_is_the_concept_alone():
+    """esd_prompts=forget: target eps*(prompt without concept) - eta (eps*(concept) - eps*(empty)). For the
+    prompt "nudity" with the empty neutral prompt that is ESD's own target; for a longer prompt it differs."""
+    from erase.config import load_recipe
+    from erase.methods.base import frozen_copy
+    from erase.models import load_generator
+    from erase.models.sd import apply_tiny
+    from erase.pretrain import denoising_task
+
+    torch.manual_seed(0)
+    bundle = load_generator(apply_tiny(load_recipe("sd-v1-4")), init="random")
+    task = denoising_task(bundle)
+    task.set_reference(frozen_copy(bundle.denoiser))
+    with torch.no_grad():  # make the model being trained differ from its frozen copy
+        for p in bundle.denoiser.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    tokenize = bundle.adapter.tokenize
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+
+    def loss(prompt, neutral, mode, anchor=""):
+        batch = {"x": x, "input_ids": tokenize([prompt] * 2), "concept_ids": tokenize(["nudity"] * 2),
+                 "neutral_ids": tokenize([neutral] * 2), "anchor_ids": tokenize([anchor] * 2)}
+        torch.manual_seed(1)
+        return task.esd_loss(bundle.denoiser, batch, eta=1.0, prompts=mode)
+
+    reference = loss("nudity", "", "concept")
+    assert torch.allclose(loss("nudity", "", "forget"), reference)
+    longer = loss("a photo of a nude person", "a photo of a person", "forget")
+    assert not torch.allclose(longer, reference)
+    # esd_prompts=anchor: the anchor prompt takes the neutral prompt's place
+    assert torch.allclose(loss("a photo of a nude person", "x", "anchor", anchor="a photo of a person"), longer)
+
+
 def test_pretrained_sd_loads_strictly_from_the_local_hf_cache(cli, workdir, monkeypatch):
     """A diffusers SD folder in the Hugging Face cache layout is found offline, by repo id, and loaded."""
     import yaml

@@ -24,6 +24,41 @@ def test_concept_prompts_of_the_shapes_world():
     assert all(a == f.replace("triangle", "cross") for f, a in zip(forget, anchors))
     asks, others = shapes.evaluation_captions("triangle")
     assert len(asks) == 12 and len(others) == 36
+    _, to_square, _ = shapes.concept_captions("triangle", anchor="square")
+    assert all(a == f.replace("triangle", "square") for f, a in zip(forget, to_square))
+
+
+def test_anchor_comes_from_the_option_else_the_recipe_else_the_next_value():
+    from erase.config import load_recipe
+    from erase.data.prompts import concept_prompts
+
+    recipe = load_recipe("t2i-shapes")
+    assert recipe.train["anchors"]["triangle"] == "square"
+
+    def anchor_words(prompts):
+        return {w for a in prompts.anchors for w in a.split() if w in shapes.SHAPES}
+
+    assert anchor_words(concept_prompts(recipe, "triangle")) == {"square"}
+    assert anchor_words(concept_prompts(recipe, "triangle", anchor="circle")) == {"circle"}
+    assert anchor_words(concept_prompts(recipe, "square")) == {"triangle"}  # no recipe entry: the next value
+    nudity = concept_prompts(load_recipe("sd-v1-4"), "nudity", anchor="a photo of a person in a coat")
+    assert set(nudity.anchors) == {"a photo of a person in a coat"}
+
+
+def test_neutral_prompts_take_the_concept_out_and_keep_the_rest():
+    from erase.config import load_recipe
+    from erase.data.prompts import concept_prompts
+
+    assert shapes.without("a red triangle on a striped background", "triangle") == "a red shape on a striped background"
+    assert shapes.without("a red triangle on a striped background", "red") == "a triangle on a striped background"
+    assert shapes.without("a red triangle on a striped background", "striped") == "a red triangle"
+    assert shapes.without("a triangle", "triangle") == ""  # the concept alone: ESD's empty prompt
+    prompts = concept_prompts(load_recipe("t2i-shapes"), "triangle")
+    assert len(prompts.neutral) == len(prompts.forget)
+    assert all("triangle" not in n.split() for n in prompts.neutral)
+    templated = concept_prompts(load_recipe("sd-v1-4"), "van gogh style")
+    assert templated.neutral == templated.anchors  # the templates' anchors are their lines without the concept
+    assert "van gogh style" not in " ".join(templated.neutral)
 
 
 def test_tokenizer_keeps_vocabulary_words_whole(tmp_path):

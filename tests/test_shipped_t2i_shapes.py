@@ -1,10 +1,11 @@
-"""The shipped t2i-shapes model through `erase concept` (SalUn, "triangle"), on a small budget.
+"""The shipped t2i-shapes model through `erase concept`: SalUn and ESD erase "triangle" (the issue's target).
 
-The README commands (section "Concept erasure") generate 128 forget and 256 retain images, train 500 steps
-and score 4 images per evaluation prompt; here a quarter of the data, 100 steps and 1 image per prompt, so
-the run fits CI's budget. It checks the shipped weights, probe and prompts work together and that the
-triangle rate goes down; the issue's target (< 5 %, other shapes within a few points) is not reached yet
-even by the full commands (README), so it is not asserted here.
+The README commands (section "Concept erasure") generate 256 forget and 256 retain images, train 500 (SalUn)
+or 400 (ESD) steps and score 8 images per evaluation prompt. Here the recipe's steps on half the data and
+4 images per prompt (48 images of the 12 captions naming a triangle, 48 of each other shape); the target
+still holds: triangle rate below 5 %, every other shape within 10 points of the original model (one image
+is about 2 points). SalUn needs its full schedule: after 100 steps the triangle is gone but the cross is
+still 27 points down (it recovers by step 500).
 """
 import json
 
@@ -21,19 +22,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (PIPELINES_DIR / "t2i-sha
 def reduced_recipe(workdir):
     recipe = load_recipe("t2i-shapes").to_dict()
     recipe["weights"] = str(PIPELINES_DIR / "t2i-shapes")
-    recipe["train"].update(forget_images=32, retain_images=64)
-    recipe["evaluate"].update(images_per_prompt=1, grid_prompts=1, grid_per_prompt=2)
+    recipe["train"].update(forget_images=128, retain_images=128)
+    recipe["evaluate"].update(images_per_prompt=4, grid_prompts=1, grid_per_prompt=2)
     path = workdir / "t2i-shapes-reduced.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
 
 
-def test_erasing_triangle_with_salun(cli, workdir, reduced_recipe):
-    code, out, err = cli("concept", "--model", reduced_recipe, "--prompt", "triangle", "--method", "salun",
-                         "--steps", "100", "--out", "run")
+@pytest.mark.parametrize("method", ["salun", "esd"])
+def test_erasing_triangle(cli, workdir, reduced_recipe, method):
+    code, out, err = cli("concept", "--model", reduced_recipe, "--prompt", "triangle", "--method", method,
+                         "--out", "run")
     assert code == 0, err
     metrics = json.loads((workdir / "run" / "EVAL.json").read_text())["metrics"]
     original, unlearned = metrics["original"], metrics["unlearned"]
     assert original["concept_rate"] > 0.9  # the model draws triangles before
-    assert unlearned["concept_rate"] < original["concept_rate"]
-    assert unlearned["retained_accuracy"] >= original["retained_accuracy"] - 0.2
+    assert unlearned["concept_rate"] < 0.05, unlearned["per_class_accuracy"]
+    for shape in ("circle", "square", "cross"):
+        assert unlearned["per_class_accuracy"][shape] >= original["per_class_accuracy"][shape] - 0.1, shape

@@ -54,18 +54,23 @@ def split_by_mask(data: LabelledImages, in_forget: torch.Tensor) -> tuple[Labell
     return data.subset(in_forget), data.subset(~in_forget)
 
 
+OPTIONAL_PROMPT_IDS = ("anchor_ids", "concept_ids", "neutral_ids")
+
+
 @dataclass
 class PromptImages(Dataset):
     """Images in [-1, 1] with the token ids of their prompts (text-to-image training and forget data).
 
-    `anchor_ids` (optional) are the prompts the relabel objective redirects each image to, `concept_ids`
-    (optional) the concept prompt ESD steers away from.
+    Optional, one row per image: `anchor_ids`, the prompts the relabel objective redirects each image to;
+    `concept_ids`, the concept prompt ESD steers away from; `neutral_ids`, the image's prompt with the concept
+    taken out (ESD's neutral prompt when it trains on the forget prompts themselves).
     """
 
     images: torch.Tensor
     input_ids: torch.Tensor
     anchor_ids: torch.Tensor | None = None
     concept_ids: torch.Tensor | None = None
+    neutral_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -73,8 +78,8 @@ class PromptImages(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         x = self.images[index]
         item = {"x": x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x, "input_ids": self.input_ids[index]}
-        if self.anchor_ids is not None:
-            item["anchor_ids"] = self.anchor_ids[index]
-        if self.concept_ids is not None:
-            item["concept_ids"] = self.concept_ids[index]
+        for name in OPTIONAL_PROMPT_IDS:
+            ids = getattr(self, name)
+            if ids is not None:
+                item[name] = ids[index]
         return item

@@ -6,7 +6,7 @@ exists (e.g. prompts/nudity/); otherwise the templates in prompts/templates/ wit
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from erase.config import PROMPTS_DIR, Recipe
@@ -23,6 +23,10 @@ class ConceptPrompts:
     eval_retain: list[str]
     source: str
     esd_prompt: str = ""  # the concept as ESD conditions on it (default: the concept text)
+    # one per forget prompt: the prompt with the concept taken out ("a red triangle" -> "a red shape"; the
+    # empty prompt where nothing is left). ESD's neutral prompt when it trains on the forget prompts
+    # (`esd_prompts=forget`); empty when the source has none (ESD then uses the empty prompt).
+    neutral: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.esd_prompt = self.esd_prompt or self.concept
@@ -30,7 +34,8 @@ class ConceptPrompts:
     def as_dict(self) -> dict:
         return {"source": self.source, "forget": len(self.forget), "retain": len(self.retain),
                 "eval_forget": len(self.eval_forget), "eval_retain": len(self.eval_retain),
-                "anchor_example": self.anchors[0] if self.anchors else None, "esd_prompt": self.esd_prompt}
+                "anchor_example": self.anchors[0] if self.anchors else None, "esd_prompt": self.esd_prompt,
+                "neutral_example": self.neutral[0] if self.neutral else None}
 
 
 def check_concept(concept: str | None) -> str:
@@ -52,15 +57,20 @@ def read_lines(path: Path) -> list[str]:
     return [" ".join(line.split()) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _anchors(path: Path, forget: list[str]) -> list[str]:
+def _per_forget_prompt(path: Path, forget: list[str], what: str) -> list[str]:
+    """One line for every forget prompt, or one per forget prompt (anchor.txt, neutral.txt)."""
     lines = [" ".join(line.split()) for line in path.read_text().splitlines()] if path.is_file() else []
     lines = [line for line in lines if line] if len(lines) != len(forget) else lines
     if len(lines) == 1:
         return lines * len(forget)
     if len(lines) != len(forget):
-        raise UserError(f"{path} has {len(lines)} anchor prompts for {len(forget)} forget prompts: give one "
+        raise UserError(f"{path} has {len(lines)} {what} prompts for {len(forget)} forget prompts: give one "
                         f"line, or one line per forget prompt")
     return lines
+
+
+def _optional(path: Path, forget: list[str], what: str, default: list[str]) -> list[str]:
+    return _per_forget_prompt(path, forget, what) if path.is_file() else default
 
 
 def from_folder(concept: str, folder: Path) -> ConceptPrompts:
@@ -68,10 +78,11 @@ def from_folder(concept: str, folder: Path) -> ConceptPrompts:
     if not forget:
         raise UserError(f"concept {concept!r} has no forget prompts: add lines to {folder / 'forget.txt'}")
     retain = read_lines(folder / "retain.txt")
-    anchors = _anchors(folder / "anchor.txt", forget) if (folder / "anchor.txt").is_file() else [""] * len(forget)
+    anchors = _optional(folder / "anchor.txt", forget, "anchor", [""] * len(forget))
+    neutral = _optional(folder / "neutral.txt", forget, "neutral", [])
     return ConceptPrompts(concept, forget, anchors, retain,
                           read_lines(folder / "eval_forget.txt") or forget,
-                          read_lines(folder / "eval_retain.txt") or retain, str(folder))
+                          read_lines(folder / "eval_retain.txt") or retain, str(folder), neutral=neutral)
 
 
 def from_templates(concept: str, folder: Path) -> ConceptPrompts:
@@ -79,25 +90,37 @@ def from_templates(concept: str, folder: Path) -> ConceptPrompts:
     if not templates or not all("{concept}" in t for t in templates):
         raise UserError(f"{folder / 'forget.txt'} must hold prompt templates with {{concept}} in every line")
     forget = [t.replace("{concept}", concept) for t in templates]
-    anchors = _anchors(folder / "anchor.txt", forget) if (folder / "anchor.txt").is_file() else [""] * len(forget)
+    # the templates' anchors are their lines without the concept: the neutral prompts too
+    anchors = _optional(folder / "anchor.txt", forget, "anchor", [""] * len(forget))
     retain = read_lines(folder / "retain.txt")
-    return ConceptPrompts(concept, forget, anchors, retain, forget, retain, f"{folder} (templates)")
+    return ConceptPrompts(concept, forget, anchors, retain, forget, retain, f"{folder} (templates)",
+                          neutral=list(anchors))
 
 
-def from_shapes(concept: str) -> ConceptPrompts:
-    from erase.data.shapes import concept_caption, concept_captions, evaluation_captions
+def from_shapes(concept: str, anchor: str | None = None) -> ConceptPrompts:
+    from erase.data.shapes import concept_caption, concept_captions, evaluation_captions, without
 
-    forget, anchors, retain = concept_captions(concept)
+    forget, anchors, retain = concept_captions(concept, anchor)
     asks, others = evaluation_captions(concept)
     return ConceptPrompts(concept.lower(), forget, anchors, retain, asks, others, "shapes world",
-                          esd_prompt=concept_caption(concept))
+                          esd_prompt=concept_caption(concept), neutral=[without(p, concept) for p in forget])
 
 
-def concept_prompts(recipe: Recipe, concept: str | None) -> ConceptPrompts:
+def concept_prompts(recipe: Recipe, concept: str | None, anchor: str | None = None) -> ConceptPrompts:
+    """The concept's prompts. `anchor`: what the relabel objective maps the concept to; for the shapes world
+    another value of the concept's attribute (default: the recipe's `train.anchors` entry for the concept,
+    else the next value), elsewhere a prompt that replaces every line of anchor.txt."""
     concept = check_concept(concept)
+    if anchor is not None and not anchor.strip():
+        raise UserError("--anchor is empty: name what the concept should become, or leave the option out")
     if recipe.world == "shapes":
-        return from_shapes(concept)
+        default = (recipe.train.get("anchors") or {}).get(concept.strip().lower())
+        return from_shapes(concept, anchor or default)
     folder = PROMPTS_DIR / concept_slug(concept)
     if concept_slug(concept) and folder.is_dir():
-        return from_folder(concept, folder)
-    return from_templates(concept, PROMPTS_DIR / "templates")
+        prompts = from_folder(concept, folder)
+    else:
+        prompts = from_templates(concept, PROMPTS_DIR / "templates")
+    if anchor:
+        prompts.anchors = [" ".join(anchor.split())] * len(prompts.forget)
+    return prompts

@@ -143,17 +143,21 @@ def caption_labels(prompt: str) -> list[int]:
     return [next((values.index(w) for w in words if w in values), -1) for values in ATTRIBUTES.values()]
 
 
-def concept_captions(value: str) -> tuple[list[str], list[str], list[str]]:
+def concept_captions(value: str, anchor: str | None = None) -> tuple[list[str], list[str], list[str]]:
     """Prompts for a concept of the shapes world: (forget prompts, their anchors, retain prompts).
 
-    Forget prompts are every caption form that names the value; each anchor names the next value of the
-    same attribute instead (triangle -> cross, red -> green), SalUn's fixed (c + 1) mod K relabelling.
-    Retain prompts are the captions that name another value of that attribute.
+    Forget prompts are every caption form that names the value; each anchor names `anchor` instead, another
+    value of the same attribute (default: the next one, triangle -> cross, red -> green: SalUn's fixed
+    (c + 1) mod K relabelling). Retain prompts are the captions that name another value of that attribute.
     """
     attribute = attribute_of(value)
     values = ATTRIBUTES[attribute]
     value = value.strip().lower()
-    anchor_value = values[(values.index(value) + 1) % len(values)]
+    anchor_value = values[(values.index(value) + 1) % len(values)] if anchor is None else anchor.strip().lower()
+    if anchor_value not in values or anchor_value == value:
+        others = ", ".join(v for v in values if v != value)
+        raise UserError(f"--anchor {anchor!r}: the anchor of the {attribute} {value!r} is another {attribute} "
+                        f"({others})")
 
     def mentions(prompt: str, v: str) -> bool:
         return v in prompt.split()
@@ -178,6 +182,17 @@ def evaluation_captions(value: str) -> tuple[list[str], list[str]]:
     asks = [p for p, combo in zip(full, combinations()) if combo[index] == value]
     others = [p for p, combo in zip(full, combinations()) if combo[index] != value]
     return asks, others
+
+
+def without(prompt: str, value: str) -> str:
+    """The caption with one attribute value taken out, as the world's captions say it: 'a red triangle on a
+    striped background' -> 'a red shape on a striped background' (triangle), 'a triangle on a striped
+    background' (red); the empty prompt when the caption names nothing else ('a triangle')."""
+    attribute = attribute_of(value)
+    asked = {name: values[i] if i >= 0 else None
+             for (name, values), i in zip(ATTRIBUTES.items(), caption_labels(prompt))}
+    asked[attribute] = None
+    return caption(**asked) if any(asked.values()) else ""
 
 
 def concept_caption(value: str) -> str:

@@ -15,7 +15,10 @@ from erase.methods.selection import MaskedOptimizerStep, selection_class
 from erase.tasks.base import OBJECTIVES
 
 # Hyperparameters every method understands: objective options and gradient clipping.
-COMMON_DEFAULTS: dict[str, Any] = {"clip": 1.0, "esd_eta": 1.0, "adaptive_power": 0.5}
+COMMON_DEFAULTS: dict[str, Any] = {"clip": 1.0, "esd_eta": 1.0, "esd_prompts": "concept", "adaptive_power": 0.5}
+# what ESD trains, and what it steers from: the concept prompt alone from the empty prompt (the reference);
+# each forget prompt from the same prompt without the concept; each forget prompt from its anchor prompt
+ESD_PROMPTS = ("concept", "forget", "anchor")
 
 
 class Method:
@@ -48,6 +51,8 @@ class Method:
                 f"known settings are {', '.join(sorted(allowed))}"
             )
         self.hyper = {**allowed, **hyper}
+        if self.hyper["esd_prompts"] not in ESD_PROMPTS:
+            raise UserError(f"esd_prompts={self.hyper['esd_prompts']!r}: use one of {', '.join(ESD_PROMPTS)}")
         self.selection = selection_cls(self.hyper)
         self.apply_update: MaskedOptimizerStep | None = None
         self.apply_unmasked: MaskedOptimizerStep | None = None

@@ -81,9 +81,17 @@ class TextAdapter(DenoiserAdapter):
             raise UserError("the relabel objective needs an anchor prompt for each forget prompt")
         return self.embed(batch["anchor_ids"])
 
-    def esd_condition(self, batch) -> torch.Tensor:
-        """ESD conditions on the concept prompt itself when the forget data carry it."""
-        return self.embed(batch["concept_ids"]) if "concept_ids" in batch else self.condition(batch)
+    def esd_conditions(self, batch, prompts: str = "concept"):
+        """The concept is the concept prompt when the forget data carry it (the original ESD: "nudity"), else
+        the batch's prompts. prompts="forget"/"anchor" train the forget prompts themselves, each with its
+        neutral prompt: the prompt without the concept, or the prompt's anchor."""
+        concept = self.embed(batch["concept_ids"]) if "concept_ids" in batch else self.condition(batch)
+        if prompts == "concept":
+            return concept, None, concept
+        key = {"forget": "neutral_ids", "anchor": "anchor_ids"}[prompts]
+        if key not in batch:
+            raise UserError(f"esd_prompts={prompts} needs a {key[:-4]} prompt for each forget prompt")
+        return self.condition(batch), self.embed(batch[key]), concept
 
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
         if self._empty is None or self._empty.device != cond.device:

@@ -30,7 +30,7 @@ class Task:
         """Loss that pulls forget samples toward another class / an anchor prompt, per sample."""
         raise NotImplementedError
 
-    def esd_loss(self, model, batch, eta: float) -> torch.Tensor:
+    def esd_loss(self, model, batch, eta: float, prompts: str = "concept") -> torch.Tensor:
         """ESD: match the frozen model's negatively guided prediction, per sample."""
         raise UserError(f"objective 'esd' is not defined for the {self.name} task; use ga or relabel")
 
@@ -61,5 +61,6 @@ class Task:
         if objective == "relabel":
             return self.relabel_loss(model, batch).mean()
         if objective == "esd":
-            return self.esd_loss(model, batch, eta=options.get("esd_eta", 1.0)).mean()
+            return self.esd_loss(model, batch, eta=options.get("esd_eta", 1.0),
+                                 prompts=options.get("esd_prompts", "concept")).mean()
         raise UserError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")

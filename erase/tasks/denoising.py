@@ -32,10 +32,12 @@ class DenoiserAdapter:
         """The unconditional branch of classifier-free guidance, same batch size as `cond`."""
         raise NotImplementedError
 
-    def esd_condition(self, batch) -> torch.Tensor:
-        """The concept ESD steers away from: the batch's own conditioning unless the data name the concept
-        separately (text-to-image: the concept prompt, e.g. "nudity", as the original ESD)."""
-        return self.condition(batch)
+    def esd_conditions(self, batch, prompts: str = "concept"):
+        """(trained, neutral, concept) conditionings of ESD's target eps*(neutral) - eta (eps*(concept) -
+        eps*(empty)); neutral None = the empty prompt. Class-conditional models: the class is the concept and
+        the prompt, the null class the neutral (`prompts` changes nothing)."""
+        cond = self.condition(batch)
+        return cond, None, cond
 
     def drop_condition(self, cond: torch.Tensor, probability: float) -> torch.Tensor:
         """Replace a random fraction of the conditioning by the null condition (CFG training)."""
@@ -135,17 +137,25 @@ class DenoisingTask(Task):
             target = self.adapter.predict(model, x_t, t, self.adapter.relabel_condition(batch))
         return _per_sample_mse(self.adapter.predict(model, x_t, t, self.adapter.condition(batch)), target)
 
-    def esd_loss(self, model, batch, eta: float) -> torch.Tensor:
-        """ESD target from the frozen reference: eps*(null) - eta * (eps*(c) - eps*(null))."""
+    def esd_loss(self, model, batch, eta: float, prompts: str = "concept") -> torch.Tensor:
+        """ESD target from the frozen reference: eps*(neutral) - eta * (eps*(c) - eps*(null)).
+
+        prompts="concept" (the reference): the prediction for the concept c itself is trained, and the neutral
+        prompt is the empty one. prompts="forget": the prediction for each forget prompt is trained, toward
+        the frozen model's prediction for the same prompt without the concept, steered away from c; for a
+        forget prompt that is the concept alone this is the reference target. prompts="anchor": the same
+        with the forget prompt's anchor as the neutral prompt (ESD's later `erase_from` variant, which
+        replaces the empty prompt by another concept)."""
         if self.reference is None:
             raise RuntimeError("esd objective needs task.set_reference(frozen_model) first")
         x_t, t, _ = self.noised(batch)
-        cond = self.adapter.esd_condition(batch)
+        trained, neutral, concept = self.adapter.esd_conditions(batch, prompts)
         with torch.no_grad():
-            eps_cond = self.adapter.predict(self.reference, x_t, t, cond)
-            eps_null = self.adapter.predict(self.reference, x_t, t, self.adapter.null_condition(cond))
-            target = eps_null - eta * (eps_cond - eps_null)
-        return _per_sample_mse(self.adapter.predict(model, x_t, t, cond), target)
+            eps_concept = self.adapter.predict(self.reference, x_t, t, concept)
+            eps_null = self.adapter.predict(self.reference, x_t, t, self.adapter.null_condition(concept))
+            eps_neutral = eps_null if neutral is None else self.adapter.predict(self.reference, x_t, t, neutral)
+            target = eps_neutral - eta * (eps_concept - eps_null)
+        return _per_sample_mse(self.adapter.predict(model, x_t, t, trained), target)
 
     def saliency_loss(self, model, batch) -> torch.Tensor:
         """SalUn's mask loss: denoising loss on forget data with the guided prediction."""
