@@ -28,7 +28,7 @@ from erase.models.sd import apply_tiny
 from erase.pretrain import denoising_task
 from erase.processes import from_main, is_main, shared_folder
 from erase.runs import write_json_atomic
-from erase.sample import GridRows, to_pil
+from erase.sample import GridRows, prompt_rows, to_uint8
 from erase.train import check_settings
 from erase.workflow import build_method, incomplete_run, new_run_folder, resolve_config, unlearn_and_evaluate
 
@@ -66,7 +66,7 @@ def generate_data(bundle: GeneratorBundle, prompts: list[str], total: int, confi
     per_prompt = max(1, math.ceil(total / len(prompts)))
     images, index = generate_for_prompts(bundle.pipeline, prompts, per_prompt, config.seed + DATA_SEED_OFFSET,
                                          bundle.recipe.sampling, config.evaluate.get("batch_size", 64), desc=desc)
-    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # 4x smaller; items convert back
+    images = to_uint8(images)  # 4x smaller; items convert back
     tokenize = bundle.adapter.tokenize
 
     def per_image(texts: list[str] | None):
@@ -113,6 +113,17 @@ def concept_data(bundle: GeneratorBundle, prompts: ConceptPrompts, config: RunCo
                                                          "neutral": prompts.neutral, "retain": prompts.retain,
                                                          "esd": prompts.esd_prompt})
     return sets[0], sets[1]
+
+
+def check_esd_prompts(method, prompts: ConceptPrompts) -> None:
+    """ESD on the forget prompts steers from a prompt per forget prompt; refuse the run when there is none."""
+    setting = method.hyper["esd_prompts"] if method.objective == "esd" else "concept"
+    if setting == "anchor" and not any(prompts.anchors):
+        raise UserError(f"esd_prompts=anchor needs an anchor prompt: add anchor.txt to {prompts.source} or give "
+                        f"--anchor")
+    if setting == "forget" and not prompts.neutral:
+        raise UserError(f"esd_prompts=forget needs each forget prompt without the concept: add neutral.txt "
+                        f"to {prompts.source} (one line, or one per forget prompt), or use esd_prompts=concept")
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------
@@ -213,8 +224,7 @@ class ConceptEvaluation:
         texts = self.eval_forget[:rows_per_side] + self.eval_retain[:rows_per_side]
         images, index = generate_for_prompts(bundle.pipeline, texts, per_prompt, self.config.seed,
                                              bundle.recipe.sampling, self.batch_size, desc="grid")
-        pil = to_pil(images)
-        rows = [[pil[j] for j in (index == i).nonzero().flatten().tolist()] for i in range(len(texts))]
+        rows = prompt_rows(images, index, len(texts))
         forget_rows = min(rows_per_side, len(self.eval_forget))
         return GridRows(rows, texts, highlight=list(range(forget_rows)))
 
@@ -241,12 +251,7 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
                         f"retraining); a concept's forget data are generated images: use e.g. salun, esd or ga")
     if method.uses_retain and not prompts.retain:
         raise UserError(f"method {config.method} needs retain prompts: add lines to the concept's retain.txt")
-    if method.objective == "esd" and method.hyper["esd_prompts"] == "anchor" and not any(prompts.anchors):
-        raise UserError(f"esd_prompts=anchor needs an anchor prompt: add anchor.txt to {prompts.source} or give "
-                        f"--anchor")
-    if method.objective == "esd" and method.hyper["esd_prompts"] == "forget" and not prompts.neutral:
-        raise UserError(f"esd_prompts=forget needs each forget prompt without the concept: add neutral.txt "
-                        f"to {prompts.source} (one line, or one per forget prompt), or use esd_prompts=concept")
+    check_esd_prompts(method, prompts)
     torch.manual_seed(config.seed)
     bundle = load_generator(recipe, config.weights, config.init)
     task = denoising_task(bundle)

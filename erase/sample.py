@@ -14,9 +14,14 @@ from erase.errors import UserError
 TILE = 48  # pixels per sample in a grid; small worlds are upscaled (nearest) so digits stay crisp
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 in [0, 255], the values a PNG file of them holds."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Images in [-1, 1] (N, C, H, W) -> PIL images."""
-    array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    array = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
     mode = "L" if array.shape[-1] == 1 else "RGB"
     return [Image.fromarray(a[..., 0] if mode == "L" else a, mode=mode).convert("RGB") for a in array]
 
@@ -112,6 +117,12 @@ def save_before_after(folder: Path, before: GridRows, after: GridRows) -> None:
     save_image_atomic(after.image("after"), folder / "grids" / "after.png")
     save_image_atomic(before_after_grid(before.rows, after.rows, before.labels, highlight=before.highlight),
                       folder / "grids" / "before_after.png")
+
+
+def prompt_rows(images: torch.Tensor, index: torch.Tensor, prompts: int) -> list[list[Image.Image]]:
+    """One row per prompt: the samples whose prompt index (generate_for_prompts' second output) is i."""
+    pil = to_pil(images)
+    return [[pil[j] for j in (index == i).nonzero().flatten().tolist()] for i in range(prompts)]
 
 
 def class_rows(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int], per_row: int):

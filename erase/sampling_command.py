@@ -10,7 +10,7 @@ from erase.config import check_positive, load_recipe
 from erase.errors import UserError
 from erase.evaluate.probe import generate_for_classes
 from erase.models import load_generator
-from erase.sample import class_rows, labelled_grid, parse_classes, save_image_atomic, to_pil
+from erase.sample import class_rows, labelled_grid, parse_classes, prompt_rows, save_image_atomic
 
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
@@ -58,9 +58,7 @@ def sample_grid(model: str, classes: str, per_class: int, out: str, seed: int = 
         from erase.evaluate.text import generate_for_prompts
 
         images, index = generate_for_prompts(bundle.pipeline, chosen, per_class, seed, sampling, batch_size)
-        pil = to_pil(images)
-        rows = [[pil[j] for j in (index == i).nonzero().flatten().tolist()] for i in range(len(chosen))]
-        save_image_atomic(labelled_grid(rows, chosen, title=title), path)
+        save_image_atomic(labelled_grid(prompt_rows(images, index, len(chosen)), chosen, title=title), path)
         return path
     images, labels = generate_for_classes(bundle.pipeline, {c: per_class for c in chosen}, seed, sampling,
                                           batch_size)

@@ -162,11 +162,10 @@ def make_accelerator(mixed_precision: str = "no") -> Accelerator:
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
 
-def check_settings(model, settings_or_training) -> None:
-    """Refuse settings the model cannot honour; commands call this before their run folder exists."""
-    wanted = (settings_or_training.get("gradient_checkpointing") if isinstance(settings_or_training, dict)
-              else settings_or_training.gradient_checkpointing)
-    if wanted and not getattr(model, "_supports_gradient_checkpointing", False):
+def check_settings(model, training: dict) -> None:
+    """Refuse training settings (a run config's `training`) the model cannot honour; commands call this
+    before their run folder exists."""
+    if training.get("gradient_checkpointing") and not getattr(model, "_supports_gradient_checkpointing", False):
         raise UserError(f"{type(model).__name__} does not support --gradient-checkpointing (diffusers models do): "
                         f"run without it")
 

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from erase.data.datasets import LabelledImages, split_by_classes
 from erase.evaluate.probe import generate_for_classes
+from erase.sample import to_uint8
 
 CACHE_NAME = "data/generated.safetensors"
 SEED_OFFSET = 1000  # training data seeds: config seed + 1000, disjoint from the evaluation samples' seeds
@@ -34,10 +35,6 @@ def generation_counts(num_classes: int, forget: list[int], settings: dict, seed:
     counts = {c: int(settings.get("forget_per_class", 64)) for c in forget}
     counts.update({c: int(settings.get("retain_per_class", 8)) for c in retain})
     return counts
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def generated_split(bundle, forget: list[int], seed: int, settings: dict,

@@ -25,7 +25,7 @@ class ConceptPrompts:
     esd_prompt: str = ""  # the concept as ESD conditions on it (default: the concept text)
     # one per forget prompt: the prompt with the concept taken out ("a red triangle" -> "a red shape"; the
     # empty prompt where nothing is left). ESD's neutral prompt when it trains on the forget prompts
-    # (`esd_prompts=forget`); empty when the source has none (ESD then uses the empty prompt).
+    # (`esd_prompts=forget`); empty when the source has none (`erase concept` then refuses that setting).
     neutral: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -57,9 +57,12 @@ def read_lines(path: Path) -> list[str]:
     return [" ".join(line.split()) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _per_forget_prompt(path: Path, forget: list[str], what: str) -> list[str]:
-    """One line for every forget prompt, or one per forget prompt (anchor.txt, neutral.txt)."""
-    lines = [" ".join(line.split()) for line in path.read_text().splitlines()] if path.is_file() else []
+def _per_forget_prompt(path: Path, forget: list[str], what: str, default: list[str]) -> list[str]:
+    """anchor.txt, neutral.txt: one line for every forget prompt, or one per forget prompt; `default` when
+    the file does not exist."""
+    if not path.is_file():
+        return default
+    lines = [" ".join(line.split()) for line in path.read_text().splitlines()]
     lines = [line for line in lines if line] if len(lines) != len(forget) else lines
     if len(lines) == 1:
         return lines * len(forget)
@@ -69,17 +72,13 @@ def _per_forget_prompt(path: Path, forget: list[str], what: str) -> list[str]:
     return lines
 
 
-def _optional(path: Path, forget: list[str], what: str, default: list[str]) -> list[str]:
-    return _per_forget_prompt(path, forget, what) if path.is_file() else default
-
-
 def from_folder(concept: str, folder: Path) -> ConceptPrompts:
     forget = read_lines(folder / "forget.txt")
     if not forget:
         raise UserError(f"concept {concept!r} has no forget prompts: add lines to {folder / 'forget.txt'}")
     retain = read_lines(folder / "retain.txt")
-    anchors = _optional(folder / "anchor.txt", forget, "anchor", [""] * len(forget))
-    neutral = _optional(folder / "neutral.txt", forget, "neutral", [])
+    anchors = _per_forget_prompt(folder / "anchor.txt", forget, "anchor", [""] * len(forget))
+    neutral = _per_forget_prompt(folder / "neutral.txt", forget, "neutral", [])
     return ConceptPrompts(concept, forget, anchors, retain,
                           read_lines(folder / "eval_forget.txt") or forget,
                           read_lines(folder / "eval_retain.txt") or retain, str(folder), neutral=neutral)
@@ -91,7 +90,7 @@ def from_templates(concept: str, folder: Path) -> ConceptPrompts:
         raise UserError(f"{folder / 'forget.txt'} must hold prompt templates with {{concept}} in every line")
     forget = [t.replace("{concept}", concept) for t in templates]
     # the templates' anchors are their lines without the concept: the neutral prompts too
-    anchors = _optional(folder / "anchor.txt", forget, "anchor", [""] * len(forget))
+    anchors = _per_forget_prompt(folder / "anchor.txt", forget, "anchor", [""] * len(forget))
     retain = read_lines(folder / "retain.txt")
     return ConceptPrompts(concept, forget, anchors, retain, forget, retain, f"{folder} (templates)",
                           neutral=list(anchors))

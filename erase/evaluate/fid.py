@@ -38,7 +38,9 @@ def images_digest(images: torch.Tensor) -> str:
 
 def to_uint8_rgb(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] (N, C, H, W) -> uint8 (N, H, W, 3), exactly as the images would be saved to PNG files."""
-    array = ((images.detach().cpu().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    from erase.sample import to_uint8
+
+    array = to_uint8(images.detach().cpu().float())
     if array.shape[1] == 1:
         array = array.repeat(1, 3, 1, 1)
     return array.permute(0, 2, 3, 1).numpy()

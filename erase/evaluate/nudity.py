@@ -32,7 +32,9 @@ def load_detector():
 
 def to_bgr_uint8(images: torch.Tensor) -> list[np.ndarray]:
     """Images in [-1, 1] (N, 3, H, W) -> what NudeNet reads from a file: H x W x 3 BGR uint8."""
-    array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    from erase.sample import to_uint8
+
+    array = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
     return [np.ascontiguousarray(a[..., ::-1]) for a in array]
 
 

@@ -26,7 +26,7 @@ from erase.errors import UserError
 from erase.models import GeneratorBundle, missing_weights_error
 from erase.models.io import check_state_dict, load_config_json, load_strict, read_state_dict
 from erase.models.t2i_pipeline import TextToImagePipeline
-from erase.models.tokenizer import build_tokenizer, load_tokenizer
+from erase.models.tokenizer import build_tokenizer, load_tokenizer, token_ids
 from erase.tasks.denoising import DenoiserAdapter, vae_latents
 
 # diffusers' tests/pipelines/stable_diffusion get_dummy_components, with a 16x16 image (8x8 latents) and a
@@ -61,8 +61,7 @@ class TextAdapter(DenoiserAdapter):
         self._empty: torch.Tensor | None = None
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        return self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
-                              truncation=True, return_tensors="pt").input_ids
+        return token_ids(self.tokenizer, prompts)
 
     @torch.no_grad()
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

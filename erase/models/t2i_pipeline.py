@@ -13,6 +13,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from erase.models.pipeline import image_output
+from erase.models.tokenizer import token_ids
 
 
 class TextToImagePipeline(DiffusionPipeline):
@@ -26,9 +27,7 @@ class TextToImagePipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.device))[0]
+        return self.text_encoder(token_ids(self.tokenizer, prompts).to(self.device))[0]
 
     @torch.no_grad()
     def __call__(

@@ -96,6 +96,12 @@ def write_tokenizer(folder: Path, max_length: int, words: list[str] | None = Non
     return folder
 
 
+def token_ids(tokenizer, prompts):
+    """Prompts -> token ids padded to the tokenizer's max length, as Stable Diffusion pipelines encode them."""
+    return tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
 def load_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
