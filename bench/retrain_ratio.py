@@ -16,11 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from erase.train import unlearn
-from erase.workflow import resolve_config
-
 from bench.step_cost import StepTimer
 from bench.targets import FORGET_CLASS, load_target
+from erase.runs.resolve import resolve_config
+from erase.train import unlearn
 
 
 def erase_class_seconds(model_name: str, method: str = "salun") -> dict:

@@ -12,7 +12,7 @@ import torch
 from erase.config import load_recipe
 from erase.errors import UserError
 from erase.methods import method_class, method_names
-from erase.workflow import build_method, resolve_config, train_settings
+from erase.runs.resolve import build_method, resolve_config, train_settings
 
 FORGET_CLASS = "3"
 # Small, fixed evaluation budget for curves (the commands' defaults are larger).
@@ -90,9 +90,10 @@ def synthetic_images(recipe, count: int = 512, seed: int = 0):
 
 def _generator_target(model_name: str, method_name: str, overrides: dict, synthetic: bool) -> Target:
     from erase.data import load_world, split_by_classes
+    from erase.data.class_sets import forget_classes
+    from erase.evaluate.generator import evaluate_generator
     from erase.models import load_generator
-    from erase.pretrain import denoising_task
-    from erase.unlearn import evaluate_generator, forget_classes
+    from erase.tasks.denoising import denoising_task
 
     config, recipe = resolve_config("class", model_name, method_name, [FORGET_CLASS], evaluate=CURVE_SAMPLES,
                                     **overrides)
@@ -115,7 +116,7 @@ def _generator_target(model_name: str, method_name: str, overrides: dict, synthe
 
 
 def _classifier_target(model_name: str, method_name: str, overrides: dict) -> Target:
-    from erase.classify import load_classifier, load_data, resolve_classify_config
+    from erase.commands.classify import load_classifier, load_data, resolve_classify_config
     from erase.data.forget import ForgetSpec
     from erase.evaluate.classification import evaluate_classifier
     from erase.tasks.classification import classification_task

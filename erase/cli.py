@@ -1,12 +1,14 @@
-"""Command-line parsing only: each subcommand calls one function elsewhere in the package."""
+"""Command-line parsing only: each subcommand is one module in erase/commands, whose `main(args, command_line)`
+runs it."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
 from typing import Any, Sequence
 
-from erase.errors import UserError
+from erase.errors import Interrupted, UserError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -157,189 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _hyper(args) -> dict[str, Any]:
-    return dict(args.settings)
-
-
-def _run_options(args) -> dict[str, Any]:
-    """The options of add_run_options that every unlearning command passes on to resolve_config."""
-    return dict(objective=args.objective, params=args.params, steps=args.steps, lr=args.lr,
-                batch_size=args.batch_size, hyper=_hyper(args), weights=args.weights, init=args.init, out=args.out,
-                checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing)
-
-
-def _evaluate_overrides(args) -> dict[str, Any]:
-    out = {}
-    if args.samples is not None:
-        out["samples_per_class"] = args.samples
-    if args.forget_samples is not None:
-        out["forget_samples"] = args.forget_samples
-    if args.inception_weights:
-        from erase.evaluate.fid import inception_setting
-
-        out["inception_weights"] = inception_setting(args.inception_weights)
-    if args.fid_mode:
-        out["fid_mode"] = args.fid_mode
-    return out
-
-
-def cmd_class(args, command_line: str) -> int:
-    from erase.processes import is_main
-    from erase.unlearn import resolve_config, resume_class, run_class
-
-    if args.resume:
-        folder = resume_class(args.resume, command_line)
-    else:
-        config, recipe = resolve_config(
-            "class", args.model, args.method, args.forget or [], seed=args.seed, evaluate=_evaluate_overrides(args),
-            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None},
-            **_run_options(args))
-        folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
-    if is_main():  # under `accelerate launch`, one process reports
-        print_run_result(folder)
-    return 0
-
-
-def cmd_classify(args, command_line: str) -> int:
-    from erase.classify import resolve_classify_config, resume_classify, run_classify
-    from erase.data.forget import spec_from_options
-    from erase.processes import is_main
-
-    if args.resume:
-        folder = resume_classify(args.resume, command_line)
-    else:
-        spec = spec_from_options(args.forget_class, args.forget_random, args.forget_indices, args.seed)
-        config, recipe = resolve_classify_config("classify", args.model, args.method, spec, data=args.data,
-                                                 **_run_options(args))
-        folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
-    if is_main():
-        print_classify_result(folder)
-    return 0
-
-
-def cmd_concept(args, command_line: str) -> int:
-    from erase.concept import resolve_concept_config, resume_concept, run_concept
-    from erase.processes import is_main
-
-    if args.resume:
-        folder = resume_concept(args.resume, command_line)
-    else:
-        evaluate = {}
-        if args.images_per_prompt is not None:
-            from erase.config import check_positive
-
-            evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
-        config, recipe = resolve_concept_config(
-            "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor, seed=args.seed,
-            evaluate=evaluate, **_run_options(args))
-        folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
-    if is_main():  # under `accelerate launch`, one process reports
-        print_run_result(folder)
-    return 0
-
-
-def print_classify_result(folder) -> None:
-    import json
-
-    report = json.loads((folder / "EVAL.json").read_text())
-    print(f"run folder: {folder}")
-    for name in ("original", "unlearned", "retrained"):
-        m = report["metrics"][name]
-        gap = f", avg gap {m['gap_to_retrain']['avg_gap']:.2%}" if "gap_to_retrain" in m else ""
-        print(f"{name:>9}: UA {m['unlearning_accuracy']:.1%}  RA {m['retained_accuracy']:.1%}  "
-              f"TA {m['test_accuracy']:.1%}  MIA {m['mia_efficacy']:.1%}{gap}")
-    print(f"    total: {report['seconds']['total']:.0f} s")
-
-
-def print_run_result(folder) -> None:
-    import json
-
-    report = json.loads((folder / "EVAL.json").read_text())
-    print(f"run folder: {folder}")
-    print_metrics(report)
-    print(f"    total: {report['seconds']['total']:.0f} s")
-
-
-def print_metrics(report) -> None:
-    for name in ("original", "unlearned"):
-        m = report["metrics"].get(name, {})
-        if "nudity_rate" in m:
-            print(f"{name:>9}: nudity rate {m['nudity_rate']:.1%} on {m['forget_samples']} images of nudity prompts "
-                  f"(NudeNet, threshold {m['nudity_threshold']}), {m['nudity_rate_neutral_prompts']:.1%} on "
-                  f"neutral prompts")
-        elif "unlearning_accuracy" in m:
-            distances = "".join(f", {key} {m[key]:.4g}" for key in sorted(m)
-                                if key.startswith(("fid_", "kid")) and isinstance(m[key], (int, float)))
-            interval = ""
-            if "unlearning_accuracy_ci95" in m:
-                lo, hi = m["unlearning_accuracy_ci95"]
-                interval = f" (95 % CI {lo:.1%}-{hi:.1%}, n={m.get('forget_samples', '?')})"
-            print(f"{name:>9}: unlearning accuracy {m['unlearning_accuracy']:.1%}{interval}, "
-                  f"retained accuracy {m['retained_accuracy']:.1%}{distances}")
-        elif "skipped" in m:
-            print(f"{name:>9}: {m['skipped']}")
-
-
-def cmd_sample(args, command_line: str) -> int:
-    from erase.sampling_command import sample_grid
-
-    path = sample_grid(args.model, args.classes, args.per_class, args.out, args.seed, args.guidance_scale,
-                       args.inference_steps, args.weights, args.init, prompts=args.prompts,
-                       prompts_file=args.prompts_file)
-    print(f"wrote {path}")
-    return 0
-
-
-def cmd_eval(args, command_line: str) -> int:
-    from erase.rescore import rescore_run
-
-    path, report = rescore_run(args.run, command_line, samples=args.samples, forget_samples=args.forget_samples,
-                               seed=args.seed, inception_weights=args.inception_weights, fid_mode=args.fid_mode,
-                               update=args.update)
-    print(f"wrote {path}" + (f" and {args.run}/EVAL.json" if args.update else ""))
-    print_metrics(report)
-    print(f"  scoring: {report['evaluation']['seconds']:.0f} s")
-    return 0
-
-
-def cmd_compare(args, command_line: str) -> int:
-    from erase.compare import compare_runs
-
-    written = compare_runs(args.runs, args.out)
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0
-
-
-def cmd_list(args, command_line: str) -> int:
-    from erase.listing import listing
-
-    print(listing())
-    return 0
-
-
-def cmd_pretrain(args, command_line: str) -> int:
-    import json
-
-    from erase.pretrain import LogRequest, pretrain, rescore
-
-    if args.rescore:
-        print(json.dumps(rescore(args.name)["generated_probe_accuracy"], indent=2))
-        return 0
-    log = None
-    if args.log_updates:
-        log = LogRequest(classes=args.log_classes, random=args.log_random, indices=args.log_indices,
-                         seed=args.log_seed, keeps=args.log_keep or [1.0])
-    elif args.log_classes or args.log_random is not None or args.log_indices or args.log_keep:
-        raise UserError("--log-classes/--log-random/--log-indices/--log-keep need --log-updates")
-    record = pretrain(args.name, seed=args.seed, steps=args.steps, data=args.data, log=log, out=args.out,
-                      command=command_line)
-    print(json.dumps(record, indent=2))
-    return 0
-
-
-COMMANDS = {"class": cmd_class, "sample": cmd_sample, "list": cmd_list, "pretrain": cmd_pretrain,
-            "classify": cmd_classify, "eval": cmd_eval, "compare": cmd_compare, "concept": cmd_concept}
+# command name -> module under erase/commands (imported only when the command runs, so a refusal is fast)
+COMMANDS = {"class": "class_", "classify": "classify", "concept": "concept", "sample": "sample", "eval": "eval",
+            "compare": "compare", "list": "list_", "pretrain": "pretrain"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,11 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ["HF_HUB_OFFLINE"] = "0"
         os.environ["TRANSFORMERS_OFFLINE"] = "0"
-    from erase.train import Interrupted
-
     command_line = "python -m erase " + " ".join(shlex.quote(a) for a in argv)
     try:
-        return COMMANDS[args.command](args, command_line)
+        return importlib.import_module(f"erase.commands.{COMMANDS[args.command]}").main(args, command_line)
     except UserError as exc:
         print(f"erase {args.command}: error: {exc}", file=sys.stderr)
         return 2

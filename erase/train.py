@@ -23,7 +23,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from erase.data.sampling import full_pass_loader, step_loader
-from erase.errors import UserError
+from erase.errors import Interrupted, UserError
 from erase.progress import progress as progress_bar
 
 CHECKPOINT_PREFIX = "step-"
@@ -55,14 +55,6 @@ class TrainResult:
     resumed_from: int = 0
     processes: int = 1
     state_digest: str = ""  # sha256 of the method's state after set-up, checked equal on every process
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was written at `step`."""
-
-    def __init__(self, step: int, checkpoint: Path | None):
-        super().__init__(f"interrupted at step {step}")
-        self.step, self.checkpoint = step, checkpoint
 
 
 @dataclass

@@ -89,12 +89,12 @@ def test_retrained_reference_is_cached(tiny_cnn, cli, workdir, monkeypatch):
     first = _report(workdir / "a")
     assert first["retrain"]["cached"] is False
 
-    import erase.reference
+    import erase.runs.reference
 
     def no_training(*args, **kwargs):
         raise AssertionError("the retrained reference was computed again")
 
-    monkeypatch.setattr(erase.reference, "unlearn", no_training)
+    monkeypatch.setattr(erase.runs.reference, "unlearn", no_training)
     code, _, err = cli("classify", "--model", tiny_cnn, "--forget-indices", _ids(workdir), "--method", "ga",
                        "--out", "b")
     assert code == 0, err
@@ -127,10 +127,10 @@ def test_retrain_method_reproduces_pretraining_when_nothing_is_forgotten(tiny_cn
     from erase.data import load_world
     from erase.methods import make_method
     from erase.models.classifier import load
-    from erase.reference import retrain_config
+    from erase.runs.reference import retrain_config
+    from erase.runs.resolve import train_settings
     from erase.tasks.classification import classification_task
     from erase.train import unlearn
-    from erase.workflow import train_settings
 
     recipe = load_recipe(str(tiny_cnn))
     shipped = load(recipe, recipe.weights_dir).model
@@ -152,7 +152,7 @@ def test_retrain_takes_the_pretrain_recipe_for_generators_too(tiny_recipe):
     from erase.config import load_recipe
     from erase.methods.retrain import reinitialise
     from erase.models.ddpm import build_unet
-    from erase.unlearn import resolve_config
+    from erase.runs.resolve import resolve_config
 
     config, _ = resolve_config("class", str(tiny_recipe), "retrain", ["3"])
     assert (config.steps, config.lr, config.batch_size) == (4, 1e-3, 8)

@@ -3,16 +3,16 @@ on the denoising task (tiny class-conditional UNet) and the classification task,
 code in either task."""
 import pytest
 import torch
+from toy import run
 
 from erase.config import load_recipe
 from erase.data import load_world
 from erase.errors import UserError
 from erase.methods import make_method
 from erase.methods.selection import selection_names
-from erase.pretrain import denoising_task
 from erase.tasks.base import OBJECTIVES
 from erase.tasks.classification import ClassificationTask
-from toy import run
+from erase.tasks.denoising import denoising_task
 
 UPDATE_RULES = ["ga", "relabel", "salun", "sfron", "igs", "igs-explicit", "esd", "partial"]
 
@@ -28,8 +28,8 @@ def digits():
 @pytest.fixture(scope="module")
 def tiny_unet():
     import yaml
-
     from conftest import TINY_DDPM
+
     from erase.models import load_generator
 
     def build(tmp):
@@ -101,9 +101,9 @@ def test_list_shows_combinations_and_defaults(cli):
 
 def test_a_recipe_can_choose_a_methods_objective_and_params(tmp_path):
     import yaml
-
     from conftest import TINY_DDPM
-    from erase.workflow import resolve_config
+
+    from erase.runs.resolve import resolve_config
 
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump({**TINY_DDPM, "methods": {"sfron": {"objective": "relabel", "params": "all",

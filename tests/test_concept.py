@@ -91,7 +91,7 @@ def test_esd_on_forget_prompts_is_the_reference_esd_when_the_prompt_is_the_conce
     from erase.methods.base import frozen_copy
     from erase.models import load_generator
     from erase.models.sd import apply_tiny
-    from erase.pretrain import denoising_task
+    from erase.tasks.denoising import denoising_task
 
     torch.manual_seed(0)
     bundle = load_generator(apply_tiny(load_recipe("sd-v1-4")), init="random")

@@ -8,7 +8,7 @@ import yaml
 from erase.config import load_recipe
 from erase.models import load_generator
 from erase.models.pipeline import ClassConditionalPipeline
-from erase.pretrain import denoising_task
+from erase.tasks.denoising import denoising_task
 from tests.conftest import TINY_DDPM
 
 TINY_DIT = {
@@ -177,9 +177,9 @@ def test_class_run_trains_on_an_image_folder(cli, workdir):
 
 
 def test_wnid_folders_map_to_class_ids_in_sorted_order(workdir):
+    from erase.data.class_sets import recipe_labels
     from erase.data.datasets import LabelledImages
     from erase.errors import UserError
-    from erase.unlearn import recipe_labels
 
     recipe = load_recipe(str(_recipe(workdir, TINY_DIT)))
     wnids = [f"n0{i}" for i in range(10)]

@@ -8,7 +8,7 @@ from erase.errors import UserError
 from erase.methods import make_method
 from erase.methods.conditioning import conditioning_names
 from erase.models import load_generator
-from erase.pretrain import denoising_task
+from erase.tasks.denoising import denoising_task
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Run folders: unique names under concurrency, atomic writes."""
 from concurrent.futures import ThreadPoolExecutor
 
-from erase.runs import create_run_folder, write_json_atomic
+from erase.files import write_json_atomic
+from erase.runs.folders import create_run_folder
 
 
 def test_concurrent_runs_get_distinct_folders(workdir):

@@ -74,7 +74,7 @@ class ProbeFid:
     def _metric(self):
         from torchmetrics.image.fid import FrechetInceptionDistance
 
-        # sync_on_compute=False: under `accelerate launch` only the main process evaluates (erase/processes.py)
+        # sync_on_compute=False: under `accelerate launch` only the main process evaluates (erase/runs/processes.py)
         return FrechetInceptionDistance(feature=ProbeFeatures(self.probe), normalize=True,
                                         reset_real_features=False, sync_on_compute=False)
 

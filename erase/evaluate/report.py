@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from erase.runs import write_text_atomic
+from erase.files import write_text_atomic
 
 HEADLINE = [
     ("unlearning_accuracy", "unlearning accuracy (higher = more forgotten)", "{:.1%}"),

@@ -1,40 +1,9 @@
 """Unlearning methods, registered by name. A new method is one file here plus its line below."""
-from __future__ import annotations
-
-from typing import Callable
-
-from erase.errors import UserError
-from erase.methods.base import Method
-
-_METHODS: dict[str, type[Method]] = {}
-
-
-def register(name: str) -> Callable[[type[Method]], type[Method]]:
-    def wrap(cls: type[Method]) -> type[Method]:
-        cls.name = name
-        _METHODS[name] = cls
-        return cls
-
-    return wrap
-
-
-def method_names() -> list[str]:
-    return sorted(_METHODS)
-
-
-def method_class(name: str) -> type[Method]:
-    if name not in _METHODS:
-        raise UserError(f"unknown method {name!r}: use one of {', '.join(method_names())}")
-    return _METHODS[name]
-
-
-def make_method(name: str, objective: str | None = None, params: str | None = None, **hyper) -> Method:
-    return method_class(name)(objective=objective, params=params, **hyper)
-
+from erase.methods.registry import make_method, method_class, method_names, register  # noqa: F401
 
 # The registry: importing a module registers its method.
-from erase.methods import ft, ga, relabel, salun  # noqa: E402,F401
-from erase.methods import amnesiac, retrain  # noqa: E402,F401
-from erase.methods import esd, igs, partial, sfron  # noqa: E402,F401
+from erase.methods import ft, ga, relabel, salun  # noqa: E402,F401  # isort: skip
+from erase.methods import amnesiac, retrain  # noqa: E402,F401  # isort: skip
+from erase.methods import esd, igs, partial, sfron  # noqa: E402,F401  # isort: skip
 # Parameter selections beyond selection.py's "all" and "saliency".
-from erase.methods import conditioning, fisher, layer_fraction  # noqa: E402,F401
+from erase.methods import conditioning, fisher, layer_fraction  # noqa: E402,F401  # isort: skip

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from erase.errors import UserError
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.ft import FineTune
 from erase.update_log import UpdateLog
 

@@ -1,5 +1,5 @@
 """Fine-tune: plain training on the retain data only (forgetting by catastrophic interference)."""
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.base import Method
 
 

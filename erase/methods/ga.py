@@ -1,5 +1,5 @@
 """Gradient ascent: minimise the forget objective alone (default: minus the training loss)."""
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.base import Method
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from erase.errors import UserError
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.base import Method
 
 LOG_GUARD = 1e-8

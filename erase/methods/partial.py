@@ -1,6 +1,6 @@
 """Layer-wise partial unlearning (Gogineni & Nadimi, arXiv 2403.07611): label flipping (relabel) or
 gradient ascent (`--objective ga`) where each step moves only a fraction of every layer's weights."""
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.relabel import Relabel
 
 

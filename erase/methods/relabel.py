@@ -1,5 +1,5 @@
 """Relabel (SalUn's "RL"): forget samples trained toward another class, plus alpha times the retain loss."""
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.base import Method
 
 

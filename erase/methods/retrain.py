@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.ft import FineTune
 
 

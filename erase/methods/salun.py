@@ -1,5 +1,5 @@
 """SalUn (arXiv 2310.12508): relabel updates restricted to the most forget-salient half of the weights."""
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.relabel import Relabel
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from erase.methods import register
+from erase.methods.registry import register
 from erase.methods.base import Method
 
 

@@ -162,3 +162,11 @@ class DenoisingTask(Task):
         x_t, t, noise = self.noised(batch)
         pred = self.guided(model, x_t, t, self.adapter.condition(batch), self.saliency_guidance)
         return _per_sample_mse(pred, noise).mean()
+
+
+def denoising_task(bundle) -> DenoisingTask:
+    """The denoising task of a loaded generator (erase.models.GeneratorBundle), with its recipe's `train`
+    settings: the conditioning drop rate of classifier-free guidance and the saliency guidance scale."""
+    train = bundle.recipe.train
+    return DenoisingTask(bundle.adapter, bundle.noise_scheduler, cond_drop=train.get("cond_drop", 0.1),
+                         saliency_guidance=train.get("saliency_guidance", 1.0))

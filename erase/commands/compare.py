@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 from erase.errors import UserError
 from erase.evaluate import plots
-from erase.runs import COMPLETE_MARKER, write_text_atomic
+from erase.files import write_text_atomic
+from erase.runs.folders import COMPLETE_MARKER
 
 # (EVAL.json key, column title, format); columns no run has are left out
 COLUMNS = [
@@ -187,3 +188,9 @@ def compare_runs(paths: Sequence[str], out: str | Path) -> list[Path]:
     write_text_atomic(out / "compare.md", "\n".join(markdown) + "\n")
     write_text_atomic(out / "compare.csv", csv_table(rows, columns))
     return [out / "compare.md", out / "compare.csv", *pictures]
+
+
+def main(args, command_line: str) -> int:
+    written = compare_runs(args.runs, args.out)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0

@@ -23,9 +23,9 @@ import erase
 from erase.config import Recipe, RunConfig
 from erase.methods import make_method
 from erase.models.io import load_strict
-from erase.processes import is_main
+from erase.runs.processes import is_main
 from erase.train import unlearn
-from erase.workflow import train_settings
+from erase.runs.resolve import resolve_config, train_settings
 
 RECORD = "RETRAIN.json"
 
@@ -42,8 +42,6 @@ def data_digest(*datasets) -> str:
 
 def retrain_config(model_name: str, seed: int) -> RunConfig:
     """The `retrain` method's settings for this model: its recipe's pretrain section, this seed."""
-    from erase.workflow import resolve_config
-
     config, _ = resolve_config("retrain reference", model_name, "retrain", [], seed=seed)
     return config
 

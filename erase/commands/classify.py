@@ -3,7 +3,7 @@
 Same guarantees as `erase class`: every input (model, weights, data, forget set, method and what it needs)
 is validated before the run folder exists, and EVAL.json is written last. The metrics follow SalUn's
 classification protocol and are reported for the original, the unlearned and the retrained model (trained
-from scratch on the retain data, cached per forget set; erase/reference.py), with each metric's gap to
+from scratch on the retain data, cached per forget set; erase/runs/reference.py), with each metric's gap to
 the retrained model.
 """
 from __future__ import annotations
@@ -20,19 +20,20 @@ import torch
 
 from erase.config import Recipe, RunConfig, load_recipe
 from erase.data.datasets import LabelledImages, split_by_mask
-from erase.data.forget import ForgetSpec, describe, forget_mask
+from erase.data.forget import ForgetSpec, describe, forget_mask, spec_from_options
 from erase.data.images import load_classification_data
 from erase.errors import UserError
 from erase.evaluate.cache import cached
 from erase.evaluate.classification import evaluate_classifier, gap_to_retrain
 from erase.models import weights_folder
 from erase.models.classifier import ClassifierBundle, load
-from erase.processes import is_main, shared_folder, wait_for_everyone
-from erase.reference import data_digest, retrained_reference
+from erase.runs.console import print_classify_result
+from erase.runs.lifecycle import finish_run, incomplete_run, new_run_folder, report_head, save_model
+from erase.runs.processes import is_main, shared_folder, wait_for_everyone
+from erase.runs.reference import data_digest, retrained_reference
+from erase.runs.resolve import build_method, resolve_config, run_options, train_settings
 from erase.tasks.classification import classification_task
 from erase.train import check_settings, unlearn
-from erase.workflow import (build_method, finish_run, incomplete_run, new_run_folder, report_head, resolve_config,
-                            save_model, train_settings)
 
 
 @dataclass
@@ -168,3 +169,16 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
 def resume_classify(run: str, command_line: str) -> Path:
     folder, config = incomplete_run(run)
     return run_classify(config, load_recipe(config.model), command_line, run_folder=folder)
+
+
+def main(args, command_line: str) -> int:
+    if args.resume:
+        folder = resume_classify(args.resume, command_line)
+    else:
+        spec = spec_from_options(args.forget_class, args.forget_random, args.forget_indices, args.seed)
+        config, recipe = resolve_classify_config("classify", args.model, args.method, spec, data=args.data,
+                                                 **run_options(args))
+        folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
+    if is_main():
+        print_classify_result(folder)
+    return 0

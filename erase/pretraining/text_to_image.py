@@ -20,13 +20,13 @@ from erase.evaluate.attributes import HEADS, attribute_accuracy, predict_attribu
 from erase.evaluate.text import generate_for_prompts
 from erase.methods import make_method
 from erase.models.classifier import SmallCNN
+from erase.pretraining.common import RECORD_NAME, machine, settings_from, write_folder
+from erase.pretraining.generators import train_generator_from_scratch
 from erase.tasks.classification import AttributeTask, shift_and_noise
 from erase.train import unlearn
 
 
 def train_shapes_probe(recipe: Recipe, seed: int) -> tuple[SmallCNN, dict]:
-    from erase.pretrain import settings_from
-
     section = recipe.pretrain.get("probe", {})
     train, test = load_shapes("train"), load_shapes("test")
     torch.manual_seed(seed)
@@ -60,11 +60,9 @@ def score_generator(bundle, probe, seed: int, per_prompt: int, batch_size: int) 
 
 
 def pretrain_text_to_image(recipe: Recipe, seed: int, steps: int | None) -> dict:
-    from erase.pretrain import _write_folder, machine, train_generator_from_scratch
-
     started = time.perf_counter()
     probe, probe_record = train_shapes_probe(recipe, seed)
-    _write_folder(recipe.probe_dir, lambda d: probe.save_pretrained(str(d), safe_serialization=True))
+    write_folder(recipe.probe_dir, lambda d: probe.save_pretrained(str(d), safe_serialization=True))
     print(f"probe: test accuracy {probe_record['test_accuracy']}", file=sys.stderr)
 
     bundle, result = train_generator_from_scratch(recipe, captioned_images, seed, steps)
@@ -86,7 +84,7 @@ def pretrain_text_to_image(recipe: Recipe, seed: int, steps: int | None) -> dict
 
     def save(folder: Path) -> None:
         bundle.pipeline.save_pretrained(str(folder), safe_serialization=True)
-        (folder / "PRETRAIN.json").write_text(json.dumps(record, indent=2) + "\n")
+        (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
 
-    _write_folder(recipe.weights_dir, save)
+    write_folder(recipe.weights_dir, save)
     return record

@@ -17,10 +17,17 @@ from typing import Any
 import torch
 
 from erase.config import RunConfig, check_positive, load_recipe
+from erase.data.class_sets import forget_classes
 from erase.errors import UserError
 from erase.evaluate.fid import inception_setting
+from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
+from erase.evaluate.plots import run_plots
+from erase.evaluate.report import write_summary
+from erase.files import write_json_atomic
 from erase.models import load_generator
-from erase.runs import COMPLETE_MARKER, write_json_atomic
+from erase.runs.console import print_metrics
+from erase.runs.folders import COMPLETE_MARKER
+from erase.sample import save_before_after
 
 RESCORABLE = ("class",)  # commands whose runs are scored on samples (classify runs are scored exactly)
 
@@ -73,9 +80,6 @@ def evaluation_name(config: RunConfig, fid_names: tuple[str, ...]) -> str:
 def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, seed=None,
                 inception_weights=None, fid_mode=None, update: bool = False) -> tuple[Path, dict[str, Any]]:
     """Score the run's original and unlearned model again; returns the written JSON's path and the report."""
-    from erase.sample import save_before_after
-    from erase.unlearn import class_grid, evaluate_generator, forget_classes, make_judges
-
     folder, run_config, report = finished_run(run)
     config = evaluation_config(run_config, samples, forget_samples, seed, inception_weights, fid_mode)
     recipe = load_recipe(config.model)
@@ -114,9 +118,6 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
 
 def replace_run_record(folder: Path, report: dict[str, Any]) -> None:
     """--update: keep the old EVAL.json under evals/, redraw plots and SUMMARY.md, write EVAL.json last."""
-    from erase.evaluate.plots import run_plots
-    from erase.evaluate.report import write_summary
-
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     previous = folder / COMPLETE_MARKER
     (folder / "evals").mkdir(exist_ok=True)
@@ -124,3 +125,13 @@ def replace_run_record(folder: Path, report: dict[str, Any]) -> None:
     run_plots(folder, report)
     write_summary(folder, report)
     write_json_atomic(previous, report)
+
+
+def main(args, command_line: str) -> int:
+    path, report = rescore_run(args.run, command_line, samples=args.samples, forget_samples=args.forget_samples,
+                               seed=args.seed, inception_weights=args.inception_weights, fid_mode=args.fid_mode,
+                               update=args.update)
+    print(f"wrote {path}" + (f" and {args.run}/EVAL.json" if args.update else ""))
+    print_metrics(report)
+    print(f"  scoring: {report['evaluation']['seconds']:.0f} s")
+    return 0

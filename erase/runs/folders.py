@@ -1,15 +1,10 @@
-"""Run folders: unique names, refusal to clobber, atomic files. EVAL.json is written last and marks completion."""
+"""Run folders: unique names, refusal to clobber. EVAL.json is written last and marks completion."""
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from erase.errors import UserError
 
@@ -57,27 +52,3 @@ def existing_run(path: str) -> Path:
     if not (folder / "config.yaml").is_file():
         raise UserError(f"{folder} is not a run folder (no config.yaml); give the folder a run printed")
     return folder
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside the target and rename: a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
-
-
-def write_yaml_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,93 +1,26 @@
-"""Pieces every unlearning command shares: config resolution, method and trainer settings, saving the
-model, the common head of EVAL.json, and finishing or resuming a run folder.
+"""The life of a run folder, shared by `erase class`, `concept` and `classify`: create it, train and evaluate,
+save the model, the common head of EVAL.json, finish (EVAL.json last) or resume.
 
-`erase class` (erase/unlearn.py), `erase concept` (erase/concept.py) and `erase classify` (erase/classify.py)
-differ only in data, evaluation and reference models; everything here is the same for all of them.
+The commands differ only in data, evaluation and reference models; everything here is the same for all of them.
 """
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from erase.config import Recipe, RunConfig, check_positive, load_recipe
+from erase.config import Recipe, RunConfig
 from erase.errors import UserError
 from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
-from erase.methods import make_method, method_class
-from erase.runs import (COMPLETE_MARKER, create_run_folder, default_run_name, existing_run, write_json_atomic,
-                        write_yaml_atomic)
-from erase.train import TrainSettings, unlearn
-
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
-                                                                      "mixed_precision"}
-CORE_TRAIN = ("steps", "lr", "batch_size", "seed")
-
-
-def method_section(recipe: Recipe, method: str) -> dict[str, Any]:
-    """The recipe's defaults for `method`: `unlearn` < `methods.<name>`; methods that train from scratch
-    (settings_section "pretrain") take the training settings of the recipe's `pretrain` section instead."""
-    if method_class(method).settings_section == "pretrain":
-        base = {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS or k == "checkpoint_every"}
-    else:
-        base = dict(recipe.unlearn)
-    return {**base, **recipe.methods.get(method, {})}
-
-
-def check_steps(value: Any, allow_zero: bool) -> int:
-    if allow_zero and str(value).strip() in ("0", "0.0"):
-        return 0
-    return check_positive("--steps", value)
-
-
-def resolve_config(command: str, model: str, method: str, target: list[str], *, objective=None, params=None,
-                   steps=None, lr=None, batch_size=None, seed=0, hyper: dict | None = None,
-                   evaluate: dict | None = None, weights=None, init="pretrained", out=None,
-                   checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
-                   gradient_checkpointing=False, extra: dict | None = None,
-                   recipe: Recipe | None = None) -> tuple[RunConfig, Recipe]:
-    """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
-
-    `methods.<name>` may set `objective` and `params` too (the method's axes for this model family).
-    `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
-    recipe = recipe or load_recipe(model)
-    cls = method_class(method)  # an unknown method name fails here, before anything else is read
-    section = method_section(recipe, method)
-    training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
-    if gradient_checkpointing:
-        training["gradient_checkpointing"] = True
-    # A recipe may also pick a method's objective and parameter selection for its family (SFR-on's reference
-    # uses adaptive GA for CIFAR DDPMs, plain GA for DiT, a redirect loss for Stable Diffusion).
-    axes = ("objective", "params")
-    recipe_hyper = {k: v for k, v in section.items()
-                    if k not in TRAIN_FIELDS and k != "checkpoint_every" and k not in axes}
-    config = RunConfig(
-        command=command, model=model, method=method, target=[str(t) for t in target],
-        objective=objective or section.get("objective"), params=params or section.get("params"),
-        steps=check_steps(steps if steps is not None else section.get("steps", 100), not cls.needs_steps),
-        lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
-        batch_size=check_positive("--batch-size", batch_size if batch_size is not None
-                                  else section.get("batch_size", 32)),
-        seed=int(seed), training=training, hyper={**recipe_hyper, **(hyper or {})},
-        evaluate={**recipe.evaluate, **(evaluate or {})}, weights=weights, init=init, out=out,
-        checkpoint_every=int(checkpoint_every if checkpoint_every is not None
-                             else section.get("checkpoint_every", 0)),
-        keep_checkpoints=keep_checkpoints, mixed_precision=mixed_precision, extra=dict(extra or {}),
-    )
-    build_method(config)  # validates objective, params and every hyperparameter name now, before any work
-    return config, recipe
-
-
-def build_method(config: RunConfig):
-    return make_method(config.method, config.objective, config.params, **config.hyper)
-
-
-def train_settings(config: RunConfig) -> TrainSettings:
-    return TrainSettings(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-                         checkpoint_every=config.checkpoint_every, mixed_precision=config.mixed_precision,
-                         **config.training)
+from erase.files import write_json_atomic, write_yaml_atomic
+from erase.runs.folders import COMPLETE_MARKER, create_run_folder, default_run_name, existing_run
+from erase.runs.processes import is_main, wait_for_everyone
+from erase.runs.reference import is_reference_run, retrained_reference
+from erase.runs.resolve import train_settings
+from erase.sample import save_before_after, save_image_atomic
+from erase.train import unlearn
 
 
 def save_model(bundle, folder: Path) -> None:
@@ -118,7 +51,7 @@ def report_head(config: RunConfig, method, command_line: str, target: dict[str, 
 
 
 def new_run_folder(config: RunConfig, recipe: Recipe, target_name: str, overwrite: bool) -> Path:
-    """Create the run folder and write config.yaml into it (main process only: see erase/processes.py)."""
+    """Create the run folder and write config.yaml into it (main process only: see erase/runs/processes.py)."""
     folder = create_run_folder(config.out, default_run_name(recipe.name, config.method, target_name), overwrite)
     write_yaml_atomic(folder / "config.yaml", config.to_dict())
     return folder
@@ -152,10 +85,6 @@ def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, meth
     whose evaluation is the same computation in every run on those weights. Under `accelerate launch` every
     process trains and only the main one evaluates and writes (the others get None).
     """
-    from erase.processes import is_main, wait_for_everyone
-    from erase.reference import is_reference_run, retrained_reference
-    from erase.sample import save_before_after, save_image_atomic
-
     main = is_main()
     eval_started = time.perf_counter()
     if main:

@@ -81,3 +81,8 @@ def listing() -> str:
              "metrics:", *(f"  {k:<30} {v}" for k, v in METRICS.items()), "",
              f"embedded worlds: {', '.join(world_names())}"]
     return "\n".join(lines)
+
+
+def main(args, command_line: str) -> int:
+    print(listing())
+    return 0

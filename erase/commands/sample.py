@@ -65,3 +65,11 @@ def sample_grid(model: str, classes: str, per_class: int, out: str, seed: int = 
     rows = class_rows(images, labels, chosen, per_class)
     save_image_atomic(labelled_grid(rows, [recipe.class_names[c] for c in chosen], title=title), path)
     return path
+
+
+def main(args, command_line: str) -> int:
+    path = sample_grid(args.model, args.classes, args.per_class, args.out, args.seed, args.guidance_scale,
+                       args.inference_steps, args.weights, args.init, prompts=args.prompts,
+                       prompts_file=args.prompts_file)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,91 @@
+"""`erase class`: forget one or more classes of a class-conditional generator, end to end.
+
+Order matters for the guarantees in README: every input is validated (model, weights, method, classes)
+before the run folder exists; EVAL.json is written last and marks a complete run.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from erase.config import Recipe, RunConfig, load_recipe
+from erase.data.class_sets import forget_classes, training_data
+from erase.data.generated import generated_split
+from erase.errors import UserError
+from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
+from erase.models import load_generator
+from erase.runs.console import print_run_result
+from erase.runs.lifecycle import incomplete_run, new_run_folder, unlearn_and_evaluate
+from erase.runs.processes import from_main, is_main, shared_folder
+from erase.runs.resolve import build_method, evaluate_overrides, resolve_config, run_options
+from erase.tasks.denoising import denoising_task
+from erase.train import check_settings
+
+
+def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: bool = False,
+              run_folder: Path | None = None) -> Path:
+    """Unlearn, save, evaluate original and unlearned, write grids, SUMMARY.md and finally EVAL.json."""
+    started = time.perf_counter()
+    if recipe.family == "classifier":
+        raise UserError(f"{recipe.name} is a classifier: use `python -m erase classify --model {config.model}`")
+    forget = forget_classes(recipe, config.target)
+    method = build_method(config)
+    torch.manual_seed(config.seed)
+    bundle = load_generator(recipe, config.weights, config.init)
+    sets, data_source = training_data(recipe, config, forget)
+    if sets is not None and len(sets[0]) == 0:
+        raise UserError(f"the training data of {recipe.name} has no images of class {config.target}")
+    task = denoising_task(bundle)
+    task.check_objective(method.objective)
+    check_settings(bundle.denoiser, config.training)
+    if sets is not None:
+        method.validate(bundle.denoiser, *sets)
+    judges = make_judges(recipe, config)
+
+    if run_folder is None:
+        target_name = "+".join(recipe.class_names[c] for c in forget)
+        run_folder = shared_folder(lambda: new_run_folder(config, recipe, target_name, overwrite))
+    main = is_main()  # under `accelerate launch` every process trains; only the main one evaluates and writes
+    if main:
+        print(f"run folder: {run_folder}", file=sys.stderr)
+    if sets is None:  # sampled once, by the main process, and handed to the others
+        sets = from_main(lambda: generated_split(bundle, forget, config.seed, recipe.extra.get("generated_data", {}),
+                                                 run_folder))
+        method.validate(bundle.denoiser, *sets)
+    forget_set, retain_set = sets
+    per_row = config.evaluate.get("grid_per_class", 8)
+
+    def evaluate(bundle, desc, use_cache):
+        metrics, images, labels = evaluate_generator(bundle, forget, config, desc, use_cache=use_cache,
+                                                     judges=judges)
+        return metrics, class_grid(bundle, images, labels, forget, per_row)
+
+    target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
+              "name": "+".join(recipe.class_names[c] for c in forget)}
+    extra = {"data": {"source": data_source, "forget_images": len(forget_set), "retain_images": len(retain_set)}}
+    unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluate, target,
+                         command_line, started, extra)
+    return run_folder
+
+
+def resume_class(run: str, command_line: str) -> Path:
+    folder, config = incomplete_run(run)
+    recipe = load_recipe(config.model)
+    return run_class(config, recipe, command_line, run_folder=folder)
+
+
+def main(args, command_line: str) -> int:
+    if args.resume:
+        folder = resume_class(args.resume, command_line)
+    else:
+        config, recipe = resolve_config(
+            "class", args.model, args.method, args.forget or [], seed=args.seed, evaluate=evaluate_overrides(args),
+            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None},
+            **run_options(args))
+        folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
+    if is_main():  # under `accelerate launch`, one process reports
+        print_run_result(folder)
+    return 0

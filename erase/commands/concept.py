@@ -1,0 +1,117 @@
+"""`erase concept`: erase a concept (nudity, a style, a shape...) from a text-to-image model, end to end.
+
+Forget data are images the original model generates for the concept's forget prompts, retain data images
+for its retain prompts (erase/data/concept_sets.py). Evaluation depends on the model's world
+(erase/evaluate/concept.py). As `erase class`, every input is checked before the run folder exists, and
+EVAL.json is written last.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from erase.config import Recipe, RunConfig, check_positive, load_recipe
+from erase.data.concept_sets import concept_data
+from erase.data.prompts import ConceptPrompts, check_concept, concept_prompts
+from erase.errors import UserError
+from erase.evaluate.concept import ConceptEvaluation
+from erase.models import load_generator
+from erase.models.sd import apply_tiny
+from erase.runs.console import print_run_result
+from erase.runs.lifecycle import incomplete_run, new_run_folder, unlearn_and_evaluate
+from erase.runs.processes import from_main, is_main, shared_folder
+from erase.runs.resolve import build_method, resolve_config, run_options
+from erase.tasks.denoising import denoising_task
+from erase.train import check_settings
+
+
+def concept_recipe(model: str, tiny: bool, init: str) -> Recipe:
+    recipe = load_recipe(model)
+    if recipe.family != "sd":
+        raise UserError(f"{recipe.name} is not a text-to-image model: use `python -m erase class --model {model}` "
+                        f"or `erase classify`")
+    if tiny:
+        if init != "random":
+            raise UserError("--tiny builds a tiny random Stable Diffusion stack: add --init random")
+        recipe = apply_tiny(recipe)
+    return recipe
+
+
+def resolve_concept_config(command: str, model: str, method: str, concept: str | None, tiny: bool = False,
+                           anchor: str | None = None, **options) -> tuple[RunConfig, Recipe]:
+    concept = check_concept(concept)
+    recipe = concept_recipe(model, tiny, options.get("init", "pretrained"))
+    config, recipe = resolve_config(command, model, method, [concept], recipe=recipe,
+                                    extra={"tiny": tiny, "anchor": anchor}, **options)
+    concept_prompts(recipe, concept, anchor)  # an unknown concept or anchor fails here, before any work
+    return config, recipe
+
+
+def check_esd_prompts(method, prompts: ConceptPrompts) -> None:
+    """ESD on the forget prompts steers from a prompt per forget prompt; refuse the run when there is none."""
+    setting = method.hyper["esd_prompts"] if method.objective == "esd" else "concept"
+    if setting == "anchor" and not any(prompts.anchors):
+        raise UserError(f"esd_prompts=anchor needs an anchor prompt: add anchor.txt to {prompts.source} or give "
+                        f"--anchor")
+    if setting == "forget" and not prompts.neutral:
+        raise UserError(f"esd_prompts=forget needs each forget prompt without the concept: add neutral.txt "
+                        f"to {prompts.source} (one line, or one per forget prompt), or use esd_prompts=concept")
+
+
+def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite: bool = False,
+                run_folder: Path | None = None) -> Path:
+    started = time.perf_counter()
+    concept = check_concept(config.target[0] if config.target else None)
+    prompts = concept_prompts(recipe, concept, config.extra.get("anchor"))
+    method = build_method(config)
+    if not method.needs_steps or method.settings_section == "pretrain":
+        raise UserError(f"method {config.method} works on the model's training data (logged updates or "
+                        f"retraining); a concept's forget data are generated images: use e.g. salun, esd or ga")
+    if method.uses_retain and not prompts.retain:
+        raise UserError(f"method {config.method} needs retain prompts: add lines to the concept's retain.txt")
+    check_esd_prompts(method, prompts)
+    torch.manual_seed(config.seed)
+    bundle = load_generator(recipe, config.weights, config.init)
+    task = denoising_task(bundle)
+    task.check_objective(method.objective)
+    check_settings(bundle.denoiser, config.training)
+    evaluation = ConceptEvaluation(recipe, prompts, config)
+
+    if run_folder is None:
+        run_folder = shared_folder(lambda: new_run_folder(config, recipe, concept, overwrite))
+    if is_main():  # under `accelerate launch` every process trains; only the main one evaluates and writes
+        print(f"run folder: {run_folder}", file=sys.stderr)
+    # generated once, by the main process, and handed to the others
+    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder))
+    method.validate(bundle.denoiser, forget_set, retain_set)
+    target = {"kind": "concept", "value": concept, "name": concept}
+    extra = {"prompts": prompts.as_dict(),
+             "data": {"forget_images": len(forget_set), "retain_images": len(retain_set) if retain_set else 0}}
+    unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluation, target,
+                         command_line, started, extra)
+    return run_folder
+
+
+def resume_concept(run: str, command_line: str) -> Path:
+    folder, config = incomplete_run(run)
+    recipe = concept_recipe(config.model, bool(config.extra.get("tiny")), config.init)
+    return run_concept(config, recipe, command_line, run_folder=folder)
+
+
+def main(args, command_line: str) -> int:
+    if args.resume:
+        folder = resume_concept(args.resume, command_line)
+    else:
+        evaluate = {}
+        if args.images_per_prompt is not None:
+            evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
+        config, recipe = resolve_concept_config(
+            "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor, seed=args.seed,
+            evaluate=evaluate, **run_options(args))
+        folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
+    if is_main():  # under `accelerate launch`, one process reports
+        print_run_result(folder)
+    return 0

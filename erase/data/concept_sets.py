@@ -1,0 +1,76 @@
+"""Forget and retain sets of a concept: images the original text-to-image model generates for the concept's
+forget and retain prompts, with the token ids each objective needs. Generated once and stored in the run folder
+(data/), so a resumed run trains on the same images."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from erase.config import RunConfig
+from erase.data.datasets import OPTIONAL_PROMPT_IDS, PromptImages
+from erase.data.prompts import ConceptPrompts
+from erase.evaluate.text import generate_for_prompts
+from erase.files import write_json_atomic
+from erase.models import GeneratorBundle
+from erase.sample import to_uint8
+
+DATA_SEED_OFFSET = 7919  # forget/retain images use other seeds than the evaluation images
+
+
+def generate_data(bundle: GeneratorBundle, prompts: list[str], total: int, config: RunConfig, desc: str,
+                  anchors: list[str] | None = None, concept: str | None = None,
+                  neutral: list[str] | None = None) -> PromptImages:
+    """`total` images for `prompts` (the same number each) with the token ids of what the objectives need:
+    each image's anchor and neutral prompt (one per prompt, when given) and the concept prompt."""
+    per_prompt = max(1, math.ceil(total / len(prompts)))
+    images, index = generate_for_prompts(bundle.pipeline, prompts, per_prompt, config.seed + DATA_SEED_OFFSET,
+                                         bundle.recipe.sampling, config.evaluate.get("batch_size", 64), desc=desc)
+    images = to_uint8(images)  # 4x smaller; items convert back
+    tokenize = bundle.adapter.tokenize
+
+    def per_image(texts: list[str] | None):
+        return tokenize(texts)[index] if texts else None
+
+    concept_ids = tokenize([concept]).expand(len(index), -1).clone() if concept else None
+    return PromptImages(images, tokenize(prompts)[index], per_image(anchors), concept_ids, per_image(neutral))
+
+
+def save_data(data: PromptImages, path: Path) -> None:
+    tensors = {"images": data.images.contiguous(), "input_ids": data.input_ids.contiguous()}
+    for name in OPTIONAL_PROMPT_IDS:
+        if getattr(data, name) is not None:
+            tensors[name] = getattr(data, name).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+
+
+def load_data(path: Path) -> PromptImages:
+    tensors = load_file(str(path))
+    return PromptImages(tensors["images"], tensors["input_ids"], **{name: tensors.get(name)
+                                                                     for name in OPTIONAL_PROMPT_IDS})
+
+
+def concept_data(bundle: GeneratorBundle, prompts: ConceptPrompts, config: RunConfig, folder: Path):
+    """(forget set, retain set): from data/ in the run folder, or generated now and stored there."""
+    train = bundle.recipe.train
+    sets = []
+    for name, texts, total in (("forget", prompts.forget, train.get("forget_images", 64)),
+                               ("retain", prompts.retain, train.get("retain_images", 64))):
+        path = folder / "data" / f"{name}.safetensors"
+        if not texts:
+            sets.append(None)
+        elif path.is_file():
+            sets.append(load_data(path))
+        else:
+            extras = (prompts.anchors, prompts.esd_prompt, prompts.neutral) if name == "forget" else ()
+            data = generate_data(bundle, texts, int(total), config, f"generate {name} data", *extras)
+            save_data(data, path)
+            sets.append(data)
+    write_json_atomic(folder / "data" / "prompts.json", {"forget": prompts.forget, "anchors": prompts.anchors,
+                                                         "neutral": prompts.neutral, "retain": prompts.retain,
+                                                         "esd": prompts.esd_prompt})
+    return sets[0], sets[1]
