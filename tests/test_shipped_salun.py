@@ -1,6 +1,7 @@
 """On the shipped digits generators: SalUn with the recipe's defaults makes digit 3 disappear, the others stay.
 
-dit-digits is scored on a reduced sample budget to keep CI's time (README gives the full-budget numbers)."""
+dit-digits is scored on a reduced sample budget to keep CI's time (docs/dit.md and docs/methods.md give the
+full-budget numbers)."""
 import json
 
 import pytest

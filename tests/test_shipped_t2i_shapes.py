@@ -1,6 +1,6 @@
 """The shipped t2i-shapes model through `erase concept`: SalUn and ESD erase "triangle" (the issue's target).
 
-The README commands (section "Concept erasure") generate 256 forget and 256 retain images, train 500 (SalUn)
+The commands in docs/concept-erasure.md generate 256 forget and 256 retain images, train 500 (SalUn)
 or 400 (ESD) steps and score 8 images per evaluation prompt. Here the recipe's steps on half the data and
 4 images per prompt (48 images of the 12 captions naming a triangle, 48 of each other shape); the target
 still holds: triangle rate below 5 %, every other shape within 10 points of the original model (one image

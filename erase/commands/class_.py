@@ -1,7 +1,7 @@
 """`erase class`: forget one or more classes of a class-conditional generator, end to end.
 
-Order matters for the guarantees in README: every input is validated (model, weights, method, classes)
-before the run folder exists; EVAL.json is written last and marks a complete run.
+Order matters for the guarantees in docs/failure-and-resume.md: every input is validated (model, weights,
+method, classes) before the run folder exists; EVAL.json is written last and marks a complete run.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ tensor) updates only a fraction of its entries.
 The paper's selection follows partial-update adaptive filtering; its partial amnesiac variant keeps the
 largest-magnitude entries of each layer's update. We offer that rule, `partial_rule: magnitude` (the
 entries with the largest |gradient| of this step, per tensor; the default), and `random` (a fresh seeded
-random subset per tensor and step). See README for what could and could not be checked in the paper.
+random subset per tensor and step). See docs/methods.md for what could and could not be checked in the paper.
 """
 from __future__ import annotations
 
