@@ -228,7 +228,10 @@ def make_pipeline(parts: dict[str, Any]):
 
 def load(recipe: Recipe, folder: Path | None) -> GeneratorBundle:
     """`folder=None` builds random weights from the recipe (--init random)."""
-    parts = build_components(recipe) if folder is None else load_components(folder)
+    return bundle_from_parts(recipe, build_components(recipe) if folder is None else load_components(folder))
+
+
+def bundle_from_parts(recipe: Recipe, parts: dict[str, Any]) -> GeneratorBundle:
     pipeline = make_pipeline(parts)
     adapter = TextAdapter(parts["text_encoder"], parts["tokenizer"], parts["vae"])
     noise_scheduler = DDPMScheduler.from_config(parts["scheduler"].config)
