@@ -17,20 +17,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
                                                  convert_ldm_vae_checkpoint)
 
 from erase.config import Recipe, RECIPE_FILE, load_recipe
 from erase.errors import UserError
-from erase.models.convert import (ImportRequest, Imported, check_keys, first_line, load_checked, named,
-                                  pick_weights, read_checkpoint, unused_inputs)
+from erase.models.convert import (ImportRequest, Imported, first_line, load_checked, named, pick_weights,
+                                  read_checkpoint, unused_inputs)
 from erase.models.sd import RECOMPUTED_BUFFERS, bundle_from_parts, load_components, locate
 
 DEFAULT_RECIPE = "sd-v1-4"
 UNET, VAE, CLIP, OPEN_CLIP = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer.", \
     "cond_stage_model.model."
 EMA = "model_ema."
+FROM_BASE = "the architecture is the --base UNet's"
 # what a whole LatentDiffusion checkpoint holds besides the three models: its diffusion schedule (buffers)
 # and the EMA bookkeeping; the text encoder's position ids are recomputed by transformers
 NOT_WEIGHTS = {"betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -92,11 +93,10 @@ def converted(convert_fn, what: str, file: Path, *args) -> dict:
         logger.setLevel(level)
 
 
-def convert_unet(state: dict, base_unet, file: Path, ema: bool) -> tuple[UNet2DConditionModel, dict]:
-    config = dict(base_unet.config)
-    weights = converted(convert_ldm_unet_checkpoint, "UNet", file, state, config, ema)
-    unet = UNet2DConditionModel.from_config(config)
-    load_checked(unet, weights, f"the UNet in {file}", "the architecture is the --base UNet's")
+def convert_unet(state: dict, unet: UNet2DConditionModel, file: Path, ema: bool) -> tuple[UNet2DConditionModel, dict]:
+    """`unet`: the base's architecture (its weights are replaced)."""
+    weights = converted(convert_ldm_unet_checkpoint, "UNet", file, state, dict(unet.config), ema)
+    load_checked(unet, weights, f"the UNet in {file}", FROM_BASE)
     return unet, weights
 
 
@@ -107,9 +107,9 @@ def convert_whole(state: dict, parts: dict, file: Path, use_ema: bool) -> tuple[
     if parts["vae"] is None:
         raise UserError(f"{file} holds a VAE but the base model has none (no vae/ folder): pass a --base with one")
     vae_weights = converted(convert_ldm_vae_checkpoint, "VAE", file, state, dict(parts["vae"].config))
-    vae = load_checked(AutoencoderKL.from_config(parts["vae"].config), vae_weights, f"the VAE in {file}")
+    vae = load_checked(parts["vae"], vae_weights, f"the VAE in {file}")
     text_weights = convert_ldm_clip_checkpoint(state)
-    text_encoder = type(parts["text_encoder"])(parts["text_encoder"].config)
+    text_encoder = parts["text_encoder"]
     loadable = {k: v for k, v in text_weights.items() if k not in RECOMPUTED_BUFFERS
                 or k in text_encoder.state_dict()}
     load_checked(text_encoder, loadable, f"the text encoder in {file}")
@@ -134,7 +134,8 @@ def convert(request: ImportRequest) -> Imported:
     recipe, base = recipe_and_base(request)
     state, which = pick_weights(read_checkpoint(request.file), True, request.file)  # EMA: model_ema.* below
     layout = file_layout(state, request.file)
-    parts = load_components(base)  # strict, safetensors only
+    replaced = {"whole": {"unet", "vae", "text_encoder"}}.get(layout, {"unet"})
+    parts = load_components(base, config_only=frozenset(replaced))  # the rest strictly, safetensors only
     if layout == "whole":
         parts, outputs, which = convert_whole(state, parts, request.file, request.ema)
         check_all_used(state, outputs, request.file, request.ema and sum(k.startswith(EMA) for k in state) > 100)
@@ -146,9 +147,7 @@ def convert(request: ImportRequest) -> Imported:
         parts = {**parts, "unet": unet}
         described = f"UNet-only state dict in CompVis names, on {base}"
     else:
-        unet = UNet2DConditionModel.from_config(parts["unet"].config)
-        check_keys(unet, state, f"the UNet in {request.file}", "the architecture is the --base UNet's")
-        unet.load_state_dict(state, strict=True)
-        parts = {**parts, "unet": unet.eval()}
+        unet = load_checked(parts["unet"], state, f"the UNet in {request.file}", FROM_BASE)
+        parts = {**parts, "unet": unet}
         described = f"UNet-only state dict in diffusers names, on {base}"
     return Imported(bundle_from_parts(recipe, parts), {"weights": which, "layout": described, "base": str(base)})
