@@ -219,6 +219,25 @@ def test_seed_family_has_the_seed_code_tensors_at_salun_cifar10_size():
     assert round(sum(v.numel() for v in model.parameters()) / 1e6, 1) == 38.6
 
 
+def test_seed_unet_gradient_checkpointing_gives_the_same_gradients():
+    from erase.models.ddpm_seed import SeedConditionalUNet
+
+    torch.manual_seed(0)
+    model = SeedConditionalUNet(sample_size=16, in_channels=1, out_channels=1, ch=32, ch_mult=[1, 2],
+                                num_res_blocks=1, attn_resolutions=[8], dropout=0.0, class_embed_dim=128)
+    x, t, c = torch.randn(2, 1, 16, 16), torch.tensor([3, 700]), torch.tensor([1, 10])
+
+    def gradients():
+        model.zero_grad()
+        model(x, t, class_labels=c).sample.square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain = gradients()
+    model.enable_gradient_checkpointing()
+    checkpointed = gradients()
+    assert all(torch.allclose(plain[n], checkpointed[n], atol=1e-6) for n in plain)
+
+
 def test_esd_selections_find_the_seed_unets_class_path():
     from erase.methods.conditioning import CrossAttention, NonCrossAttention
     from erase.models.ddpm_seed import build_unet
@@ -518,6 +537,11 @@ def test_sd_import_samples_and_erases_a_concept(cli, workdir, tiny_sd):
     assert cli("import", workdir / "esd-unet.pt", "--as", "sd", "--base", base, "--out", workdir / "m")[0] == 0
     code, _, err = cli("sample", "--model", workdir / "m", "--prompts", "a photo", "--per-class", "1", "--out", "g.png")
     assert code == 0, err
+    # --weights FILE on the base model: applied on load, the same images as the imported folder
+    code, _, err = cli("sample", "--model", base, "--weights", workdir / "esd-unet.pt", "--prompts", "a photo",
+                       "--per-class", "1", "--out", "h.png")
+    assert code == 0, err
+    assert (workdir / "g.png").read_bytes() == (workdir / "h.png").read_bytes()
     code, _, err = cli("concept", "--model", workdir / "m", "--prompt", "van gogh style", "--method", "esd",
                        "--steps", "1", "--out", "run")
     assert code == 0, err

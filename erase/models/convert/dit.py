@@ -158,6 +158,9 @@ def check_pos_embed(state: dict, transformer: DiTTransformer2DModel, file: Path)
 def find_vae(request: ImportRequest, recipe: Recipe, in_channels: int):
     """The VAE of a latent DiT: --base (a DiT pipeline folder or an SD-VAE folder), else the recipe's folder."""
     if not recipe.architecture.get("vae"):
+        if request.base is not None:
+            raise UserError(f"--base gives a VAE, but recipe {recipe.name} is a pixel-space DiT (no architecture.vae); "
+                            f"pass --recipe with a latent recipe (e.g. dit-imagenet) or drop --base")
         return None
     if request.base is not None:
         candidates = [request.base / "vae", request.base]

@@ -100,9 +100,13 @@ def convert_unet(state: dict, unet: UNet2DConditionModel, file: Path, ema: bool)
     return unet, weights
 
 
-def convert_whole(state: dict, parts: dict, file: Path, use_ema: bool) -> tuple[dict, dict, str]:
-    """UNet, VAE and text encoder from a whole CompVis checkpoint; (parts, converted tensors, which weights)."""
-    ema = use_ema and sum(k.startswith(EMA) for k in state) > 100
+def has_ema_copy(state: dict) -> bool:
+    """LatentDiffusion's EMA UNet (`model_ema.*`), by diffusers' own rule: more than 100 such tensors."""
+    return sum(k.startswith(EMA) for k in state) > 100
+
+
+def convert_whole(state: dict, parts: dict, file: Path, ema: bool) -> tuple[dict, dict]:
+    """UNet (EMA copy if `ema`), VAE and text encoder from a whole CompVis checkpoint; (parts, converted)."""
     unet, unet_weights = convert_unet(state, parts["unet"], file, ema)
     if parts["vae"] is None:
         raise UserError(f"{file} holds a VAE but the base model has none (no vae/ folder): pass a --base with one")
@@ -113,11 +117,8 @@ def convert_whole(state: dict, parts: dict, file: Path, use_ema: bool) -> tuple[
     loadable = {k: v for k, v in text_weights.items() if k not in RECOMPUTED_BUFFERS
                 or k in text_encoder.state_dict()}
     load_checked(text_encoder, loadable, f"the text encoder in {file}")
-    which = "EMA UNet weights (model_ema)" if ema else ("raw UNet weights (--no-ema)"
-                                                        if sum(k.startswith(EMA) for k in state) > 100
-                                                        else "the file's weights (no EMA copy)")
     return ({**parts, "unet": unet, "vae": vae, "text_encoder": text_encoder.eval()},
-            {**unet_weights, **vae_weights, **text_weights}, which)
+            {**unet_weights, **vae_weights, **text_weights})
 
 
 def check_all_used(state: dict, outputs: dict, file: Path, ema: bool) -> None:
@@ -137,8 +138,11 @@ def convert(request: ImportRequest) -> Imported:
     replaced = {"whole": {"unet", "vae", "text_encoder"}}.get(layout, {"unet"})
     parts = load_components(base, config_only=frozenset(replaced))  # the rest strictly, safetensors only
     if layout == "whole":
-        parts, outputs, which = convert_whole(state, parts, request.file, request.ema)
-        check_all_used(state, outputs, request.file, request.ema and sum(k.startswith(EMA) for k in state) > 100)
+        ema = request.ema and has_ema_copy(state)
+        parts, outputs = convert_whole(state, parts, request.file, ema)
+        check_all_used(state, outputs, request.file, ema)
+        which = "EMA UNet weights (model_ema)" if ema else (
+            "raw UNet weights (--no-ema)" if has_ema_copy(state) else "the file's weights (no EMA copy)")
         described = "whole CompVis checkpoint (UNet, VAE, text encoder)"
     elif layout == "compvis-unet":
         prefixed = {k if k.startswith(UNET) else UNET + k: v for k, v in state.items()}
