@@ -219,6 +219,7 @@ def test_seed_family_has_the_seed_code_tensors_at_salun_cifar10_size():
     assert round(sum(v.numel() for v in model.parameters()) / 1e6, 1) == 38.6
 
 
+@pytest.mark.slow  # torch.utils.checkpoint's first use imports torch's compiler stack (~20 s on a loaded machine)
 def test_seed_unet_gradient_checkpointing_gives_the_same_gradients():
     from erase.models.ddpm_seed import SeedConditionalUNet
 
