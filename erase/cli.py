@@ -10,6 +10,9 @@ from typing import Any, Sequence
 
 from erase.errors import Interrupted, UserError
 
+# the kinds `erase import` knows (erase/models/convert KINDS; listed here so parsing stays light)
+IMPORT_KINDS = ("ddpm-seed", "sd", "dit")
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (plus exit code 2), like every other bad input."""
@@ -42,7 +45,8 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for data order, noise and evaluation samples")
     p.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
                    help="a method setting, e.g. --set alpha=0.01 --set mask_ratio=0.3")
-    p.add_argument("--weights", help="local folder with the model's weights (diffusers layout)")
+    p.add_argument("--weights", help="the model's weights: a save_pretrained folder, or for ddpm-seed, sd and dit "
+                   "models a single checkpoint file, converted on load (as `erase import`)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "random"],
                    help="random: random weights of the recipe's architecture (speed measurements)")
     p.add_argument("--out", help="run folder (default runs/<date>-<model>-<method>-<target>)")
@@ -117,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance-scale", type=float)
     p.add_argument("--inference-steps", type=int)
-    p.add_argument("--weights")
+    p.add_argument("--weights", help="a save_pretrained folder, or a single checkpoint file of a ddpm-seed, sd or "
+                   "dit model (converted on load)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "random"])
 
     p = sub.add_parser("eval", help="re-score a finished run (original and unlearned model) with new samples")
@@ -134,6 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="compare", help="folder for compare.md, compare.csv and the plots")
 
     sub.add_parser("list", help="models, methods, parameter selections, objectives, metrics, worlds")
+
+    p = sub.add_parser("import", help="a checkpoint made elsewhere (seed ckpt.pth, CompVis/ESD file, DiT .pt) "
+                       "-> a model folder every command takes as --model")
+    p.add_argument("file", metavar="FILE", help="the checkpoint: .pth/.pt/.ckpt (read with weights_only=True) or "
+                   ".safetensors")
+    p.add_argument("--as", dest="kind", required=True, choices=IMPORT_KINDS,
+                   help="ddpm-seed: SalUn/SFR-on DDPM ckpt.pth; sd: CompVis Stable Diffusion file or a UNet-only "
+                   "state dict (ESD, SalUn); dit: the official DiT .pt")
+    p.add_argument("--out", required=True, metavar="DIR", help="the model folder to write")
+    p.add_argument("--config", metavar="FILE", help="ddpm-seed: the run's YAML config (default: SalUn's CIFAR-10); "
+                   "sd: the original LDM yaml for UNet/VAE; dit: settings (model: DiT-XL/2, image_size, "
+                   "num_attention_heads)")
+    p.add_argument("--base", metavar="DIR", help="sd: the diffusers SD folder the file applies to (default: the "
+                   "recipe's); dit: a DiT pipeline or SD-VAE folder holding the VAE")
+    p.add_argument("--recipe", metavar="NAME|FILE", help="the recipe written with the model (default: ddpm-cifar10, "
+                   "dit-imagenet, or the sd base's own / sd-v1-4)")
+    p.add_argument("--no-ema", action="store_true", help="import the raw weights even when the file has EMA ones")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     p = sub.add_parser("pretrain", help="rebuild an embedded model (and its probe) from scratch")
     p.add_argument("name", help="an embedded model, e.g. ddpm-digits")
@@ -161,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # command name -> module under erase/commands (imported only when the command runs, so a refusal is fast)
 COMMANDS = {"class": "class_", "classify": "classify", "concept": "concept", "sample": "sample", "eval": "eval",
-            "compare": "compare", "list": "list_", "pretrain": "pretrain"}
+            "compare": "compare", "list": "list_", "pretrain": "pretrain", "import": "import_"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ def _pretrain_text_to_image(recipe, seed: int, steps: int | None) -> dict:
 
 
 PRETRAINERS = {"ddpm": pretrain_class_generator, "dit": pretrain_class_generator, "classifier": pretrain_classifier,
-               "sd": _pretrain_text_to_image}
+               "sd": _pretrain_text_to_image, "ddpm-seed": pretrain_class_generator}
 
 
 def pretrain(name: str, seed: int | None = None, steps: int | None = None, data: str | None = None,

@@ -6,7 +6,9 @@ layers (ESD-u, as the original ESD code trains it).
 
 Class-conditional UNets and DiTs have no cross-attention; the class reaches them through the class
 embedding, which the UNet adds to the timestep embedding and every ResNet reads through its `time_emb_proj`,
-and which a DiT turns into adaLN modulations (`norm1.linear` in each block, `proj_out_1` at the end). Those
+and which a DiT turns into adaLN modulations (`norm1.linear` in each block, `proj_out_1` at the end). The seed
+repos' UNet (ddpm-seed) has a class table and null vector (`classes_emb`, `null_classes_emb`), a class MLP
+(`cemb`) and in every ResNet one projection of [time, class] (`temb_cemb_proj`); its time MLP is `temb`. Those
 tensors play the role of cross-attention here: `cross-attn` = class embedding + the layers that read it,
 `non-cross-attn` = everything else except the time embedding and the output layers.
 """
@@ -21,8 +23,9 @@ from erase.methods.selection import Masks, Selection, register_selection
 
 CROSS_ATTENTION = re.compile(r"(^|\.)attn2\.")
 CLASS_CONDITIONING = re.compile(
-    r"(^|\.)(class_embedding|class_embedder|time_emb_proj|norm1\.linear|proj_out_1)\.")
-TIME_EMBEDDING = re.compile(r"(^|\.)(time_embedding|time_embed|timestep_embedder|time_proj)\.")
+    r"(^|\.)(class_embedding|class_embedder|time_emb_proj|norm1\.linear|proj_out_1"
+    r"|classes_emb|null_classes_emb|cemb|temb_cemb_proj)(\.|$)")
+TIME_EMBEDDING = re.compile(r"(^|\.)(time_embedding|time_embed|timestep_embedder|time_proj|temb)\.")
 OUTPUT_LAYERS = re.compile(r"^(conv_out|conv_norm_out|out|norm_out|proj_out_2|proj_out)\.")
 
 

@@ -14,7 +14,7 @@ from erase.errors import UserError
 # family name -> module in erase.models providing load(recipe, folder) -> GeneratorBundle (ClassifierBundle
 # for classifiers, which `erase classify` loads)
 FAMILIES = {"ddpm": "erase.models.ddpm", "dit": "erase.models.dit", "classifier": "erase.models.classifier",
-            "sd": "erase.models.sd"}
+            "sd": "erase.models.sd", "ddpm-seed": "erase.models.ddpm_seed"}
 
 
 @dataclass
@@ -63,9 +63,14 @@ def load_generator(recipe: Recipe, weights: str | None = None, init: str = "pret
     if recipe.family == "classifier":
         raise UserError(f"{recipe.name} is a classifier, not a generator: use `python -m erase classify`")
     module = family_module(recipe)
-    locate = getattr(module, "locate", weights_folder)  # a family may look further (sd: the local HF cache)
-    folder = None if init == "random" else locate(recipe, weights)
-    bundle = module.load(recipe, folder)
+    if init == "pretrained" and weights and Path(weights).expanduser().is_file():
+        from erase.models.convert import load_single_file  # a checkpoint file: converted as `erase import` does
+
+        bundle = load_single_file(recipe, Path(weights).expanduser())
+    else:
+        locate = getattr(module, "locate", weights_folder)  # a family may look further (sd: the local HF cache)
+        folder = None if init == "random" else locate(recipe, weights)
+        bundle = module.load(recipe, folder)
     if torch.cuda.is_available():  # sampling (evaluation, generated data) runs where the trainer will train
         bundle.pipeline.to("cuda")
     return bundle

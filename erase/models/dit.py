@@ -61,7 +61,10 @@ def load_folder(recipe: Recipe, folder: Path):
 
 def load(recipe: Recipe, folder: Path | None) -> GeneratorBundle:
     """`folder=None` builds random weights from the recipe (--init random)."""
-    transformer, vae, scheduler = build(recipe) if folder is None else load_folder(recipe, folder)
+    return bundle_from_parts(recipe, *(build(recipe) if folder is None else load_folder(recipe, folder)))
+
+
+def bundle_from_parts(recipe: Recipe, transformer: DiTTransformer2DModel, vae, scheduler) -> GeneratorBundle:
     without_internal_label_dropout(transformer)
     if vae is not None:
         vae.requires_grad_(False).eval()

@@ -1,11 +1,15 @@
 """A class-conditional sampling pipeline with classifier-free guidance, in diffusers' contract.
 
 diffusers has no class-conditional DDPM pipeline for UNet2DModel, so this is the one we ship. It drives
-either denoiser that takes `class_labels` (a UNet2DModel with class embeddings, registered as `unet`, or a
-DiTTransformer2DModel, registered as `transformer`), optionally in the latent space of a VAE (images are
-decoded with the VAE's scaling factor, as DiTPipeline does). A denoiser with learned sigma (DiT: twice the
-input channels out) contributes its epsilon half. `ClassConditionalPipeline.from_pretrained(run/model)`
-loads our run folders.
+any denoiser that takes `class_labels` (a UNet2DModel with class embeddings or the seed repos' UNet of
+erase/models/ddpm_seed.py, registered as `unet`, or a DiTTransformer2DModel, registered as `transformer`),
+optionally in the latent space of a VAE (images are decoded with the VAE's scaling factor, as DiTPipeline
+does). A denoiser with learned sigma (DiT: twice the input channels out) contributes its epsilon half.
+`ClassConditionalPipeline.from_pretrained(run/model)` loads our run folders.
+
+Guidance has two forms in the literature, and a denoiser's config says which one its `guidance_scale` means
+(`guidance_form`, default "standard"): diffusers' eps(null) + s * (eps(c) - eps(null)), and Ho & Salimans'
+(1 + w) * eps(c) - w * eps(null), which SalUn's DDPM code uses at w = 2 (s = 1 + w).
 """
 from __future__ import annotations
 
@@ -29,8 +33,33 @@ def epsilon_part(prediction: torch.Tensor, channels: int) -> torch.Tensor:
     return prediction
 
 
+# guidance_form -> what guidance_scale means
+GUIDANCE_FORMS = {"standard": "eps(null) + s * (eps(c) - eps(null)); s = 1: no guidance",
+                  "1+w": "(1 + w) * eps(c) - w * eps(null); w = 0: no guidance"}
+
+
+def guidance_form(denoiser) -> str:
+    return getattr(denoiser.config, "guidance_form", "standard")
+
+
+def unguided(scale: float, form: str = "standard") -> bool:
+    """True when the scale asks for the conditional prediction alone (no null branch needed)."""
+    return scale == (0.0 if form == "1+w" else 1.0)
+
+
+def guide(eps_cond: torch.Tensor, eps_null: torch.Tensor, scale: float, form: str = "standard") -> torch.Tensor:
+    """Classifier-free guidance in the denoiser's own form (GUIDANCE_FORMS)."""
+    if form == "1+w":
+        return (1 + scale) * eps_cond - scale * eps_null
+    if form != "standard":
+        raise ValueError(f"unknown guidance_form {form!r}; known: {sorted(GUIDANCE_FORMS)}")
+    return eps_null + scale * (eps_cond - eps_null)
+
+
 def null_class_of(denoiser) -> int:
     """The class id of the unconditional branch: the extra, last embedding of either denoiser."""
+    if hasattr(denoiser, "null_class"):  # families that name it themselves (ddpm-seed: a learned null vector)
+        return int(denoiser.null_class)
     config = denoiser.config
     if getattr(config, "num_embeds_ada_norm", None) is not None:  # DiT: table of K + 1, null = K
         return int(config.num_embeds_ada_norm)
@@ -63,13 +92,14 @@ class ClassConditionalPipeline(DiffusionPipeline):
         return epsilon_part(out, x.shape[1])
 
     def predict_noise(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance_scale: float):
-        """Guided epsilon: eps(null) + s * (eps(c) - eps(null)); s = 1 needs no null branch."""
-        if guidance_scale == 1.0:
+        """Guided epsilon in the denoiser's guidance form; no guidance needs no null branch."""
+        form = guidance_form(self.denoiser)
+        if unguided(guidance_scale, form):
             return self.epsilon(x, t, labels)
         null = torch.full_like(labels, self.null_class)
         eps = self.epsilon(torch.cat([x, x]), t, torch.cat([labels, null]))
         eps_cond, eps_null = eps.chunk(2)
-        return eps_null + guidance_scale * (eps_cond - eps_null)
+        return guide(eps_cond, eps_null, guidance_scale, form)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Denoised samples (latents when a VAE is present) -> images in [0, 1]."""

@@ -144,15 +144,20 @@ def build_components(recipe: Recipe) -> dict[str, Any]:
             "scheduler": build_scheduler(recipe)}
 
 
-def load_text_encoder(folder: Path):
-    """transformers' CLIPTextModel from config.json + safetensors, strictly (as erase.models.io)."""
+def text_encoder_from_config(folder: Path):
+    """transformers' CLIPTextModel built from the folder's config.json (random weights)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = load_config_json(folder)
     try:
-        model = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
+        return CLIPTextModel(CLIPTextConfig(**{k: v for k, v in config.items() if not k.startswith("_")}))
     except (TypeError, ValueError) as exc:
         raise UserError(f"{folder}/config.json does not describe a CLIPTextModel: {exc}") from exc
+
+
+def load_text_encoder(folder: Path):
+    """transformers' CLIPTextModel from config.json + safetensors, strictly (as erase.models.io)."""
+    model = text_encoder_from_config(folder)
     state = read_state_dict(folder)
     expected = model.state_dict()
     for key in RECOMPUTED_BUFFERS:
@@ -171,15 +176,27 @@ def load_scheduler(folder: Path) -> DDIMScheduler:
     return DDIMScheduler.from_config(DDIMScheduler.load_config(str(config.parent)))
 
 
-def load_components(folder: Path) -> dict[str, Any]:
+def load_components(folder: Path, config_only: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Every component, strictly. `config_only`: models built from their config.json alone (random weights),
+    for a caller that replaces their weights (erase import), which spares reading them."""
     for part in ("unet", "text_encoder", "tokenizer"):
         if not (folder / part).is_dir():
             raise UserError(f"{folder} has no {part}/ folder: expected a diffusers Stable Diffusion folder "
                             f"(unet, text_encoder, tokenizer, scheduler, vae)")
-    return {"unet": load_strict(UNet2DConditionModel, folder / "unet"),
-            "text_encoder": load_text_encoder(folder / "text_encoder"),
+
+    def model(cls, part: str):
+        if part not in config_only:
+            return load_strict(cls, folder / part)
+        try:
+            return cls.from_config(load_config_json(folder / part))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{folder / part}/config.json does not describe a {cls.__name__}: {exc}") from exc
+
+    text_encoder = "text_encoder" in config_only
+    return {"unet": model(UNet2DConditionModel, "unet"),
+            "text_encoder": (text_encoder_from_config if text_encoder else load_text_encoder)(folder / "text_encoder"),
             "tokenizer": load_tokenizer(folder / "tokenizer"),
-            "vae": load_strict(AutoencoderKL, folder / "vae") if (folder / "vae").is_dir() else None,
+            "vae": model(AutoencoderKL, "vae") if (folder / "vae").is_dir() else None,
             "scheduler": load_scheduler(folder)}
 
 
@@ -228,7 +245,10 @@ def make_pipeline(parts: dict[str, Any]):
 
 def load(recipe: Recipe, folder: Path | None) -> GeneratorBundle:
     """`folder=None` builds random weights from the recipe (--init random)."""
-    parts = build_components(recipe) if folder is None else load_components(folder)
+    return bundle_from_parts(recipe, build_components(recipe) if folder is None else load_components(folder))
+
+
+def bundle_from_parts(recipe: Recipe, parts: dict[str, Any]) -> GeneratorBundle:
     pipeline = make_pipeline(parts)
     adapter = TextAdapter(parts["text_encoder"], parts["tokenizer"], parts["vae"])
     noise_scheduler = DDPMScheduler.from_config(parts["scheduler"].config)

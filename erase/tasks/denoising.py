@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from erase.models.pipeline import epsilon_part
+from erase.models.pipeline import epsilon_part, guide, unguided
 from erase.tasks.base import Task
 
 
 class DenoiserAdapter:
     """How the denoising task talks to one model family. Conditioning is opaque to the task."""
+
+    guidance_form = "standard"  # what a guidance scale means for this model (erase.models.pipeline.GUIDANCE_FORMS)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] to the space the denoiser works in (identity for pixel models)."""
@@ -64,11 +66,12 @@ def vae_latents(vae, images: torch.Tensor) -> torch.Tensor:
 class ClassLabelAdapter(DenoiserAdapter):
     """Class-conditional denoisers (DDPM UNet, DiT): the conditioning is a class id, the null class (id K)
     is the unconditional branch. Latent models encode images with their frozen VAE (times its scaling
-    factor); learned-sigma outputs give their epsilon half."""
+    factor); learned-sigma outputs give their epsilon half. `guidance_form`: the denoiser's."""
 
-    def __init__(self, num_classes: int, vae=None):
+    def __init__(self, num_classes: int, vae=None, guidance_form: str = "standard"):
         self.num_classes = num_classes
         self.vae = vae
+        self.guidance_form = guidance_form
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return vae_latents(self.vae, images)
@@ -119,11 +122,13 @@ class DenoisingTask(Task):
         return self.noise_scheduler.add_noise(x0, noise, t), t, noise
 
     def guided(self, model, x_t, t, cond, scale: float) -> torch.Tensor:
-        if scale == 1.0:
+        """The guided prediction, `scale` in the model's guidance form (the adapter's)."""
+        form = self.adapter.guidance_form
+        if unguided(scale, form):
             return self.adapter.predict(model, x_t, t, cond)
         eps_cond = self.adapter.predict(model, x_t, t, cond)
         eps_null = self.adapter.predict(model, x_t, t, self.adapter.null_condition(cond))
-        return eps_null + scale * (eps_cond - eps_null)
+        return guide(eps_cond, eps_null, scale, form)
 
     def training_loss(self, model, batch) -> torch.Tensor:
         x_t, t, noise = self.noised(batch)
