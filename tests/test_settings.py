@@ -33,15 +33,20 @@ COMMANDS = {  # each refuses a bad setting before any work; --init random needs 
 }
 
 
-def declared_rows():
-    """(method, params, setting) for every setting of every method, and of every selection under another
-    method's update rule (ga: which has no settings of its own)."""
-    rows = [(m, None, s) for m in method_names() for s in method_class(m).declared_settings()]
+def declared_rows(common: bool = True):
+    """(method, params, setting) for every setting of every method (`common`: the settings every method takes
+    too; else those once, under ga), and for every selection's settings under another method's update rule
+    (ga, which has none of its own)."""
+    shared = {s.name for s in COMMON_SETTINGS}
+    rows = [(m, None, s) for m in method_names() for s in method_class(m).declared_settings()
+            if common or s not in shared]
+    rows += [] if common else [("ga", None, s) for s in sorted(shared)]
     rows += [("ga", sel, s.name) for sel in selection_names() for s in selection_class(sel).settings]
     return rows + [("salun", None, "mask_ratio=0")]
 
 
-ROWS = declared_rows()
+ROWS = [("class", *row) for row in declared_rows()]
+ROWS += [(command, *row) for command in ("classify", "concept") for row in declared_rows(common=False)]
 
 
 def _bad(setting: str) -> tuple[str, str]:
@@ -71,8 +76,8 @@ def test_every_setting_has_a_bad_value():
     assert names == set(BAD)
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-@pytest.mark.parametrize("method, params, setting", ROWS, ids=[f"{m}-{p or 'default'}-{s}" for m, p, s in ROWS])
+@pytest.mark.parametrize("command, method, params, setting", ROWS,
+                         ids=[f"{c}-{m}-{p or 'default'}-{s}" for c, m, p, s in ROWS])
 def test_bad_setting_is_refused_before_anything_is_written(cli, tiny, command, method, params, setting):
     name, value = _bad(setting)
     before = files_under(tiny)
@@ -80,6 +85,24 @@ def test_bad_setting_is_refused_before_anything_is_written(cli, tiny, command, m
             "--set", f"{name}={value}"]
     allowed = method_class(method).declared_settings(params and selection_class(params))[name].allowed()
     _assert_refused(cli(*argv), tiny, before, f"{name}=", "(--set)", f"{name} must be {allowed}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, values", [
+    ("salun", ["mask_ratio=1e-9", "alpha=0", "clip=0"]),  # a ratio this small selects one weight
+    ("igs", ["form=fast", "multiplier_init=-1", "epsilon=-0.5", "retain_floor=0"]),
+])
+def test_accepted_extremes_run_end_to_end(cli, tiny, method, values):
+    """Values at the edges of what the declarations allow are accepted and run (one step, tiny evaluation)."""
+    argv = ["class", "--model", "tiny-ddpm.yaml", "--forget", "3", "--init", "random", "--method", method,
+            "--steps", "1", "--samples", "1", "--forget-samples", "1", "--out", "run"]
+    code, _, err = cli(*argv, *(a for v in values for a in ("--set", v)))
+    assert code == 0, err
+    report = __import__("json").loads((tiny / "run" / "EVAL.json").read_text())
+    for value in values:
+        name, _, text = value.partition("=")
+        declared = method_class(method).declared_settings()[name]
+        assert report["settings"][name] == declared.read(text)
 
 
 def test_issue_table(cli, tiny):
@@ -214,3 +237,13 @@ print(sorted(m for m in ("torch", "diffusers", "accelerate", "transformers", "to
                           env={**__import__("os").environ, "PYTHONPATH": str(root), "ERASE_MODELS": "/nonexistent"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_docs_list_every_setting():
+    """docs/settings.md holds `python -m erase list --settings` verbatim."""
+    from pathlib import Path
+
+    from erase.commands.list_ import settings_markdown
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
+    assert f"<!-- settings:start -->\n{settings_markdown()}\n<!-- settings:end -->" in page

@@ -112,15 +112,18 @@ def _table(settings: Iterable[Setting]) -> list[str]:
 def settings_markdown() -> str:
     """Every declared setting as markdown (docs/settings.md holds this output verbatim)."""
     lines = ["### Every method (`--set`)", "", *_table(COMMON_SETTINGS), ""]
+    plain = [n for n in method_names() if not method_class(n).own_settings()]
+    lines += [f"{', '.join(f'`{n}`' for n in plain)}: no settings of their own (the ones above, and their "
+              f"parameter selection's).", ""]
     for name in method_names():
         cls = method_class(name)
-        own = list(cls.own_settings().values())
-        lines += [f"### `{name}` (params {cls.params} by default)", ""]
-        lines += [*_table(own), ""] if own else ["No settings of its own.", ""]
+        if cls.own_settings():
+            lines += [f"### `{name}` (default params: `{cls.params}`)", "", *_table(cls.own_settings().values()), ""]
     for name in selection_names():
         cls = selection_class(name)
         if cls.settings:
-            lines += [f"### Parameter selection `{name}` (`--params {name}`)", "", *_table(cls.settings), ""]
+            lines += [f"### Parameter selection `{name}` (`--params {name}`, `--set` as the method's)", "",
+                      *_table(cls.settings), ""]
     lines += ["### Training (recipe `unlearn`, `methods.<name>`, `pretrain`)", "", *_table(TRAINING.values()), "",
               "### Evaluation (recipe `evaluate`; other keys pass unchecked)", "", *_table(EVALUATION.values())]
     return "\n".join(lines)

@@ -71,9 +71,13 @@ def missing_weights_error(recipe: Recipe, folder: Path | None, repo: str | None 
 def hub_cache_folder(repo_id: str) -> Path | None:
     """The newest snapshot of `repo_id` in the local Hugging Face cache, without any network access."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants
 
         cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, not at import, so it can be pointed
+        if not (Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}").is_dir():
+            return None  # not cached: said without importing snapshot_download (a second, under load)
+        from huggingface_hub import snapshot_download
+
         return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except Exception:  # not cached (LocalEntryNotFoundError), or no huggingface_hub: both mean "absent"
         return None

@@ -59,9 +59,10 @@ def safetensors_problem(file: Path) -> str | None:
     return None
 
 
-def check_weight_files(folder: Path) -> None:
-    """Every *.safetensors file under `folder` is whole (headers only: fast, no torch)."""
-    for file in sorted(Path(folder).rglob("*.safetensors")):
+def check_weight_files(path: Path) -> None:
+    """A safetensors file, or every *.safetensors file under a folder, is whole (headers only: fast, no torch)."""
+    path = Path(path)
+    for file in [path] if path.is_file() else sorted(path.rglob("*.safetensors")):
         problem = safetensors_problem(file)
         if problem:
             raise UserError(f"{file} is corrupt or truncated ({problem}); restore it or re-create it")
