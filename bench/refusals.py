@@ -7,7 +7,7 @@ the target (every refusal under 2 s on an idle machine) is read from this output
     python -m bench.refusals                       # this checkout
     python -m bench.refusals --code /path/to/other # another checkout (e.g. the code before a change)
     python -m bench.refusals --write               # also replace the refusals section of bench/RESULTS.md
-    python -m bench.refusals -k concept            # only the cases whose label contains "concept"
+    python -m bench.refusals -k concept -k eval     # only the cases whose label contains one of these
 """
 from __future__ import annotations
 
@@ -226,11 +226,12 @@ def write_section(text: str, path: Path = HERE / "RESULTS.md") -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose erase is measured")
-    parser.add_argument("-k", default="", help="only the cases whose label contains this text")
+    parser.add_argument("-k", action="append", default=[], help="only the cases whose label contains this text "
+                        "(repeatable: any of them)")
     parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    chosen = [c for c in cases() if args.k in c.label]
+    chosen = [c for c in cases() if not args.k or any(k in c.label for k in args.k)]
     baseline = python_baseline(args.code)
     rows = []
     for case in chosen:

@@ -247,3 +247,16 @@ def test_docs_list_every_setting():
 
     page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text()
     assert f"<!-- settings:start -->\n{settings_markdown()}\n<!-- settings:end -->" in page
+
+
+def test_a_method_with_the_old_defaults_dict_is_refused_at_registration():
+    """Nothing reads `defaults` any more: a method (or selection) still written that way fails loudly."""
+    from erase.methods.base import Method
+    from erase.methods.registry import register
+    from erase.methods.selection import Selection, register_selection
+
+    with pytest.raises(TypeError, match="declare its settings as `settings = "):
+        register("old-style")(type("OldStyle", (Method,), {"defaults": {"alpha": 1.0}}))
+    with pytest.raises(TypeError, match="declare its settings as `settings = "):
+        register_selection("old-style")(type("OldSelection", (Selection,), {"defaults": {"ratio": 0.5}}))
+    assert "old-style" not in method_names() and "old-style" not in selection_names()

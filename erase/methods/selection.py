@@ -23,6 +23,9 @@ _SELECTIONS: dict[str, type["Selection"]] = {}
 
 def register_selection(name: str) -> Callable[[type["Selection"]], type["Selection"]]:
     def wrap(cls: type["Selection"]) -> type["Selection"]:
+        if "defaults" in vars(cls):  # the old way; nothing would read it, so a setting would silently vanish
+            raise TypeError(f"parameter selection {name}: declare its settings as `settings = (Float(...), ...)` "
+                            f"(erase/settings.py), not `defaults`")
         cls.name = name
         _SELECTIONS[name] = cls
         return cls

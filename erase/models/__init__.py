@@ -102,12 +102,18 @@ def weights_folder(recipe: Recipe, weights: str | None) -> Path:
 
 
 def check_weights(recipe: Recipe, weights: str | None, init: str = "pretrained") -> Path | None:
-    """Before any heavy import: the weights folder exists and every safetensors file in it is whole (None for
-    --init random). Whether the tensors fit the architecture is checked when the family builds the model."""
+    """Before any heavy import: the weights folder (or a generator's single checkpoint file) exists and every
+    safetensors file in it is whole (None for --init random). Whether the tensors fit the architecture is checked
+    when the family builds the model."""
     if init not in ("pretrained", "random"):
         raise UserError(f"--init must be 'pretrained' or 'random', got {init!r}")
     if init == "random":
         return None
+    file = Path(weights).expanduser() if weights else None
+    if file is not None and file.is_file() and recipe.family != "classifier":
+        if file.suffix == ".safetensors":  # a single checkpoint file of a generator, converted on load
+            check_weight_files(file)
+        return file
     folder = weights_folder(recipe, weights)
     check_weight_files(folder)
     return folder

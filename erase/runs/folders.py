@@ -1,6 +1,7 @@
 """Run folders: unique names, refusal to clobber. EVAL.json is written last and marks completion."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from datetime import datetime
@@ -20,20 +21,25 @@ def default_run_name(model: str, method: str, target: str) -> str:
     return slug[:120]
 
 
-def check_out_folder(out: str | None, overwrite: bool = False) -> None:
-    """`--out` that exists is refused unless --overwrite (commands check it with the other arguments, before
-    any work; create_run_folder checks again)."""
-    folder = Path(out) if out else None
-    if folder is not None and folder.exists() and not overwrite:
+def refuse_existing(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and not overwrite:
         raise UserError(f"output folder {folder} already exists: pass --overwrite to replace it, "
                         f"--resume {folder} to continue it, or choose another --out")
+
+
+def check_out_folder(out: str | None, overwrite: bool = False) -> None:
+    """`--out` that exists is refused unless --overwrite: commands check it with the other arguments, before any
+    work. Under several processes (`accelerate launch`) only create_run_folder checks, on the main process,
+    whose refusal reaches every process: an early check elsewhere could see the folder the main process made."""
+    if out and int(os.environ.get("WORLD_SIZE", "1") or 1) == 1:
+        refuse_existing(Path(out), overwrite)
 
 
 def create_run_folder(out: str | None, name: str, overwrite: bool = False) -> Path:
     """A new, empty run folder. `--out` that exists is refused unless --overwrite; default names never collide."""
     if out:
         folder = Path(out)
-        check_out_folder(out, overwrite)
+        refuse_existing(folder, overwrite)
         if folder.exists():
             if folder.is_dir():
                 shutil.rmtree(folder)
