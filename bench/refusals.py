@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -196,8 +195,9 @@ def report(rows: list[dict], baseline: dict[str, float], code: Path) -> str:
     seconds = [r["seconds"] for r in rows]
     slow = [r for r in rows if r["seconds"] >= TARGET_SECONDS]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [f"Refusal times of `{code}` ({len(rows)} refusals, `python -m bench.refusals`), "
-             f"{platform.node() or 'this machine'}, {os.cpu_count()} CPUs, load average {load:.2f} at the end:", "",
+    which = "this checkout" if code.resolve() == REPO else f"`{code}`"
+    lines = [f"Refusal times of {which} ({len(rows)} refusals, `python -m bench.refusals`), {os.cpu_count()} CPUs, "
+             f"load average {load:.2f} at the end (other work shares the machine: compare the reference rows):", "",
              "| reference | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in baseline.items()]
     lines += ["", f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s; "
