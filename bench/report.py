@@ -117,4 +117,15 @@ def write_results(results: dict, out: Path) -> None:
         if plot_curves(cpu, out / "steps_to_forget.png"):
             lines += ["![unlearning accuracy over steps](steps_to_forget.png)", ""]
     lines += gpu_section(results)
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n" + kept_sections(out / "RESULTS.md"))
+
+
+def kept_sections(path: Path) -> str:
+    """Sections other scripts own (between `<!-- NAME:start -->` and `<!-- NAME:end -->`, e.g. the one
+    bench/refusals.py writes): carried over when `make bench` rewrites the file."""
+    import re
+
+    old = path.read_text() if path.is_file() else ""
+    blocks = re.findall(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", old, flags=re.S)
+    found = [re.search(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", old, flags=re.S).group(0) for name in blocks]
+    return "".join(f"\n{block}\n" for block in found)

@@ -9,7 +9,7 @@ import torch
 from diffusers.utils import make_image_grid
 from PIL import Image, ImageDraw, ImageFont
 
-from erase.errors import UserError
+from erase.data.class_names import parse_classes  # noqa: F401  (re-exported: its home is erase.data.class_names)
 
 TILE = 48  # pixels per sample in a grid; small worlds are upscaled (nearest) so digits stay crisp
 
@@ -129,23 +129,6 @@ def class_rows(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[int
     """The first `per_row` samples of each class, in class order."""
     pil = to_pil(images)
     return [[pil[i] for i in (labels == c).nonzero().flatten()[:per_row].tolist()] for c in classes]
-
-
-def parse_classes(text: str, num_classes: int, resolve) -> list[int]:
-    """'0-9', '3', '1,4,7' or class names -> class ids (validated by `resolve`)."""
-    chosen: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            raise UserError(f"empty entry in class list {text!r}: write e.g. 0-9 or 1,4,7")
-        if "-" in part and all(p.strip().isdigit() for p in part.split("-", 1)):
-            lo, hi = (int(p) for p in part.split("-", 1))
-            if lo > hi:
-                raise UserError(f"class range {part!r} runs backwards: write {hi}-{lo}")
-            chosen += [resolve(i) for i in range(lo, hi + 1)]
-        else:
-            chosen.append(resolve(part))
-    return chosen
 
 
 def save_image_atomic(image: Image.Image, path: Path) -> None:

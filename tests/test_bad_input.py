@@ -45,7 +45,8 @@ CLASS_CASES = [
     (["--forget", "3", "--objective", "amnesia"], "unknown objective"),
     (["--forget", "3", "--params", "some"], "unknown parameter selection"),
     (["--forget", "3", "--set", "alpah=1"], "unknown setting 'alpah'"),
-    (["--forget", "3", "--method", "partial", "--set", "fraction=2"], "fraction must be in (0, 1]"),
+    (["--forget", "3", "--method", "partial", "--set", "fraction=2"],
+     "fraction=2 (--set): fraction must be a number in (0, 1]"),
     (["--forget", "3", "--method", "partial", "--set", "partial_rule=biggest"], "partial_rule must be one of"),
     (["--forget", "3", "--method", "sfron", "--set", "gamma=1", "--set", "mask_ratio=0.5"],
      "unknown setting 'mask_ratio'"),
@@ -253,7 +254,7 @@ CONCEPT_CASES = [
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "retrain"], "a concept's forget data"),
     (["--prompt", "nudity", "--weights", "no/such/sd"], "no weights at no/such/sd"),
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "esd", "--set", "esd_prompts=all"],
-     "esd_prompts='all': use one of concept, forget"),
+     "esd_prompts=all (--set): esd_prompts must be one of concept, forget, anchor"),
     # prompts/nudity/ has no neutral.txt: ESD on the forget prompts has no concept-free prompt to steer from
     (["--prompt", "nudity", "--init", "random", "--tiny", "--method", "esd", "--set", "esd_prompts=forget"],
      "esd_prompts=forget needs each forget prompt without the concept"),

@@ -40,3 +40,15 @@ def test_steps_to_forget_scores_on_schedule_and_stops_at_the_goal(tiny, tmp_path
     assert "| ga | 4 |" in text and "Not measured: no GPU" in text
     assert (tmp_path / "steps_to_forget.png").stat().st_size > 0
     json.dumps(results)
+
+
+def test_results_rewrite_keeps_the_refusals_section(tmp_path):
+    """`make bench` rewrites RESULTS.md; bench/refusals.py's section (written separately) survives it."""
+    from bench.refusals import write_section
+
+    (tmp_path / "RESULTS.md").write_text("# old\n")
+    write_section("| 0.31 | 2 | class x | one line |", tmp_path / "RESULTS.md")
+    write_section("| 0.30 | 2 | class x | one line |", tmp_path / "RESULTS.md")  # replaced, not appended
+    write_results({}, tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.startswith("# Benchmarks") and text.count("## Refusals") == 1 and "| 0.30 |" in text

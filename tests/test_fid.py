@@ -114,7 +114,9 @@ def test_clean_fid_with_real_inception_weights(monkeypatch, digits):
 
 
 def test_backend_choice(monkeypatch, probe, fake_inception, tmp_path):
-    monkeypatch.setattr(fid, "clean_fid_cache_file", lambda: tmp_path / "absent.pt")
+    from erase.evaluate import fid_weights
+
+    monkeypatch.setattr(fid_weights, "clean_fid_cache_file", lambda: tmp_path / "absent.pt")
     monkeypatch.delenv(fid.INCEPTION_ENV, raising=False)
     assert isinstance(fid.make_fid_backend(probe), fid.ProbeFid)
     assert fid.make_fid_backend(None) is None

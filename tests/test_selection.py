@@ -26,6 +26,28 @@ def test_top_fraction_keeps_requested_fraction_on_a_model():
         assert all(float(scores[n][~m].max()) <= threshold for n, m in masks.items() if (~m).any())
 
 
+def test_a_tiny_fraction_keeps_one_weight():
+    scores = {"a": torch.tensor([0.1, 5.0, 0.2]), "b": torch.tensor([4.0])}
+    masks = top_fraction_masks(scores, 1e-9)  # an allowed mask_ratio; round(1e-9 * 4) would keep nothing
+    assert masks["a"].tolist() == [False, True, False] and masks["b"].tolist() == [False]
+
+
+def test_a_selection_of_no_weight_is_one_clear_error():
+    """fisher-saliency with a gamma no weight reaches would freeze every tensor: say so instead of crashing in
+    the optimizer."""
+    import pytest
+
+    from erase.errors import UserError
+    from erase.methods import make_method
+
+    model = torch.nn.Linear(3, 2)
+    method = make_method("ga", params="fisher-saliency", gamma=1000)
+    method.selection.prepare = lambda *a: setattr(method.selection, "masks", {
+        n: torch.zeros_like(p, dtype=torch.bool) for n, p in model.named_parameters()})
+    with pytest.raises(UserError, match=r"params fisher-saliency selected no weight of this model \(gamma=1000.0"):
+        method.prepare(model, None, None, None, 1)
+
+
 def test_masked_weights_do_not_move_under_adam_with_weight_decay():
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)

@@ -1,7 +1,8 @@
 """`erase class`: forget one or more classes of a class-conditional generator, end to end.
 
-Order matters for the guarantees in docs/failure-and-resume.md: every input is validated (model, weights,
-method, classes) before the run folder exists; EVAL.json is written last and marks a complete run.
+Order matters for the guarantees in docs/failure-and-resume.md: every input is validated (settings, classes,
+weights, data, output folder, method) before the run folder exists, and whatever needs no model before torch and
+diffusers are imported, so that a refusal is fast; EVAL.json is written last and marks a complete run.
 """
 from __future__ import annotations
 
@@ -9,29 +10,53 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from erase.config import Recipe, RunConfig, load_recipe
-from erase.data.class_sets import forget_classes, training_data
-from erase.data.generated import generated_split
+from erase.data.class_sets import data_folder, forget_classes
+from erase.data.worlds import world_names
 from erase.errors import UserError
-from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
-from erase.models import load_generator
+from erase.evaluate.fid_weights import find_inception_weights
+from erase.models import check_weights
+from erase.models.io import check_weight_files
 from erase.runs.console import print_run_result
-from erase.runs.lifecycle import incomplete_run, new_run_folder, unlearn_and_evaluate
-from erase.runs.processes import from_main, is_main, shared_folder
-from erase.runs.resolve import build_method, evaluate_overrides, resolve_config, run_options
-from erase.tasks.denoising import denoising_task
-from erase.train import check_settings
+from erase.runs.folders import check_out_folder, incomplete_run
+from erase.runs.resolve import check_run_settings, evaluate_overrides, resolve_config, run_options
+
+
+def check_class_run(config: RunConfig, recipe: Recipe) -> list[int]:
+    """What needs no model, before the heavy imports: the family, the classes to forget (returned), the
+    weights files, the data folder, a --probe file and clean-fid's weights."""
+    if recipe.family == "classifier":
+        raise UserError(f"{recipe.name} is a classifier: use `python -m erase classify --model {config.model}`")
+    forget = forget_classes(recipe, config.target)
+    check_weights(recipe, config.weights, config.init)
+    data_folder(recipe, config)
+    probe = config.extra.get("probe")
+    if probe and Path(probe).expanduser().exists():
+        check_weight_files(Path(probe).expanduser())
+    if recipe.world in world_names():
+        find_inception_weights(config.evaluate.get("inception_weights"))
+    return forget
 
 
 def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: bool = False,
               run_folder: Path | None = None) -> Path:
     """Unlearn, save, evaluate original and unlearned, write grids, SUMMARY.md and finally EVAL.json."""
     started = time.perf_counter()
-    if recipe.family == "classifier":
-        raise UserError(f"{recipe.name} is a classifier: use `python -m erase classify --model {config.model}`")
-    forget = forget_classes(recipe, config.target)
+    forget = check_class_run(config, recipe)
+    if run_folder is None:
+        check_out_folder(config.out, overwrite)
+    import torch
+
+    from erase.data.class_sets import training_data
+    from erase.data.generated import generated_split
+    from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
+    from erase.models import load_generator
+    from erase.runs.lifecycle import new_run_folder, unlearn_and_evaluate
+    from erase.runs.processes import from_main, is_main, shared_folder
+    from erase.runs.resolve import build_method
+    from erase.tasks.denoising import denoising_task
+    from erase.train import check_settings
+
     method = build_method(config)
     torch.manual_seed(config.seed)
     bundle = load_generator(recipe, config.weights, config.init)
@@ -73,6 +98,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
 
 def resume_class(run: str, command_line: str) -> Path:
     folder, config = incomplete_run(run)
+    config = check_run_settings(config, str(folder / "config.yaml"))
     recipe = load_recipe(config.model)
     return run_class(config, recipe, command_line, run_folder=folder)
 
@@ -86,6 +112,8 @@ def main(args, command_line: str) -> int:
             extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None},
             **run_options(args))
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
+    from erase.runs.processes import is_main
+
     if is_main():  # under `accelerate launch`, one process reports
         print_run_result(folder)
     return 0

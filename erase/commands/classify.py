@@ -14,26 +14,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from erase.config import Recipe, RunConfig, load_recipe
-from erase.data.datasets import LabelledImages, split_by_mask
-from erase.data.forget import ForgetSpec, describe, forget_mask, spec_from_options
-from erase.data.images import load_classification_data
+from erase.data.forget import ForgetSpec, check_spec, spec_from_options
+from erase.data.worlds import world_names
 from erase.errors import UserError
-from erase.evaluate.cache import cached
-from erase.evaluate.classification import evaluate_classifier, gap_to_retrain
-from erase.models import weights_folder
-from erase.models.classifier import ClassifierBundle, load
+from erase.models import check_family_settings, check_weights
 from erase.runs.console import print_classify_result
-from erase.runs.lifecycle import finish_run, incomplete_run, new_run_folder, report_head, save_model
-from erase.runs.processes import is_main, shared_folder, wait_for_everyone
-from erase.runs.reference import data_digest, retrained_reference
-from erase.runs.resolve import build_method, resolve_config, run_options, train_settings
-from erase.tasks.classification import classification_task
-from erase.train import check_settings, unlearn
+from erase.runs.folders import check_out_folder, incomplete_run
+from erase.runs.resolve import build_method, check_run_settings, resolve_config, run_options, train_settings
+
+if TYPE_CHECKING:  # light at import: every argument is checked before torch is imported
+    from erase.data.datasets import LabelledImages
+    from erase.models.classifier import ClassifierBundle
 
 
 @dataclass
@@ -63,7 +57,30 @@ def check_classifier(recipe: Recipe, model: str) -> None:
                         f"`python -m erase class --model {model}`")
 
 
+def check_classify_run(config: RunConfig, recipe: Recipe) -> None:
+    """What needs no model or data, before the heavy imports: the family, the forget set, the weights files,
+    the data folder and the training settings the family cannot honour."""
+    check_classifier(recipe, config.model)
+    data = config.extra.get("data")
+    spec = ForgetSpec.from_target(config.target, config.seed)
+    check_spec(spec, None if data else recipe.class_index)  # a user's data folder names its own classes
+    folder = Path(data).expanduser() if data else recipe.data_dir
+    if (data or recipe.world not in world_names()) and (folder is None or not folder.is_dir()):
+        where = f"no data at {folder}" if folder else "no data folder configured"
+        hint = recipe.data_hint or "pass --data DIR (CIFAR-10 python batches or an ImageFolder)"
+        raise UserError(f"{recipe.name}: {where}; {hint}")
+    check_weights(recipe, config.weights, config.init)
+    check_family_settings(recipe, config.training)
+
+
 def load_data(recipe: Recipe, config: RunConfig) -> ClassifyData:
+    import torch
+
+    from erase.data.datasets import split_by_mask
+    from erase.data.forget import describe, forget_mask
+    from erase.data.images import load_classification_data
+    from erase.runs.reference import data_digest
+
     train, test = load_classification_data(recipe, config.extra.get("data"))
     if config.extra.get("data"):  # a user's folder names its own classes
         recipe = dataclasses.replace(recipe, class_names=train.class_names, num_classes=len(train.class_names))
@@ -80,14 +97,16 @@ def load_data(recipe: Recipe, config: RunConfig) -> ClassifyData:
 
 
 def load_classifier(recipe: Recipe, weights: str | None, init: str) -> ClassifierBundle:
-    if init not in ("pretrained", "random"):
-        raise UserError(f"--init must be 'pretrained' or 'random', got {init!r}")
-    folder = None if init == "random" else weights_folder(recipe, weights)
-    return load(recipe, folder)
+    from erase.models.classifier import load
+
+    return load(recipe, check_weights(recipe, weights, init))
 
 
 def scored(model, data: ClassifyData, config: RunConfig, use_cache: bool) -> dict[str, Any]:
     """UA/RA/TA/MIA (+ per-class test accuracy); the original and retrained weights are scored once."""
+    from erase.evaluate.cache import cached
+    from erase.evaluate.classification import evaluate_classifier
+
     batch_size = config.evaluate.get("batch_size", 512)
 
     def compute() -> dict[str, Any]:
@@ -102,6 +121,8 @@ def scored(model, data: ClassifyData, config: RunConfig, use_cache: bool) -> dic
 
 
 def with_gaps(metrics: dict[str, Any], retrained: dict[str, Any]) -> dict[str, Any]:
+    from erase.evaluate.classification import gap_to_retrain
+
     return {**metrics, "gap_to_retrain": gap_to_retrain(metrics, retrained)}
 
 
@@ -109,7 +130,18 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
                  run_folder: Path | None = None) -> Path:
     """Validate -> run folder -> score original -> retrained reference -> unlearn -> score -> EVAL.json."""
     started = time.perf_counter()
-    check_classifier(recipe, config.model)
+    check_classify_run(config, recipe)
+    if run_folder is None:
+        check_out_folder(config.out, overwrite)
+    import torch
+
+    from erase.evaluate.classification import gap_to_retrain
+    from erase.runs.lifecycle import finish_run, new_run_folder, report_head, save_model
+    from erase.runs.processes import is_main, shared_folder, wait_for_everyone
+    from erase.runs.reference import retrained_reference
+    from erase.tasks.classification import classification_task
+    from erase.train import check_settings, unlearn
+
     method = build_method(config)
     data = load_data(recipe, config)
     torch.manual_seed(config.seed)
@@ -168,6 +200,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
 
 def resume_classify(run: str, command_line: str) -> Path:
     folder, config = incomplete_run(run)
+    config = check_run_settings(config, str(folder / "config.yaml"))
     return run_classify(config, load_recipe(config.model), command_line, run_folder=folder)
 
 
@@ -179,6 +212,8 @@ def main(args, command_line: str) -> int:
         config, recipe = resolve_classify_config("classify", args.model, args.method, spec, data=args.data,
                                                  **run_options(args))
         folder = run_classify(config, recipe, command_line, overwrite=args.overwrite)
+    from erase.runs.processes import is_main
+
     if is_main():
         print_classify_result(folder)
     return 0

@@ -2,8 +2,8 @@
 
 Forget data are images the original model generates for the concept's forget prompts, retain data images
 for its retain prompts (erase/data/concept_sets.py). Evaluation depends on the model's world
-(erase/evaluate/concept.py). As `erase class`, every input is checked before the run folder exists, and
-EVAL.json is written last.
+(erase/evaluate/concept.py). As `erase class`, every input is checked before the run folder exists (and
+whatever needs no model before the heavy imports), and EVAL.json is written last.
 """
 from __future__ import annotations
 
@@ -11,21 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
-from erase.data.concept_sets import concept_data
 from erase.data.prompts import ConceptPrompts, check_concept, concept_prompts
 from erase.errors import UserError
-from erase.evaluate.concept import ConceptEvaluation
-from erase.models import load_generator
-from erase.models.sd import apply_tiny
+from erase.methods import method_class
+from erase.models import check_weights
+from erase.models.tiny_sd import apply_tiny
 from erase.runs.console import print_run_result
-from erase.runs.lifecycle import incomplete_run, new_run_folder, unlearn_and_evaluate
-from erase.runs.processes import from_main, is_main, shared_folder
-from erase.runs.resolve import build_method, resolve_config, run_options
-from erase.tasks.denoising import denoising_task
-from erase.train import check_settings
+from erase.runs.folders import check_out_folder, incomplete_run
+from erase.runs.resolve import build_method, check_run_settings, resolve_config, run_options
 
 
 def concept_recipe(model: str, tiny: bool, init: str) -> Recipe:
@@ -50,9 +44,10 @@ def resolve_concept_config(command: str, model: str, method: str, concept: str |
     return config, recipe
 
 
-def check_esd_prompts(method, prompts: ConceptPrompts) -> None:
+def check_esd_prompts(config: RunConfig, prompts: ConceptPrompts) -> None:
     """ESD on the forget prompts steers from a prompt per forget prompt; refuse the run when there is none."""
-    setting = method.hyper["esd_prompts"] if method.objective == "esd" else "concept"
+    objective = config.objective or method_class(config.method).objective
+    setting = config.hyper.get("esd_prompts", "concept") if objective == "esd" else "concept"
     if setting == "anchor" and not any(prompts.anchors):
         raise UserError(f"esd_prompts=anchor needs an anchor prompt: add anchor.txt to {prompts.source} or give "
                         f"--anchor")
@@ -61,18 +56,39 @@ def check_esd_prompts(method, prompts: ConceptPrompts) -> None:
                         f"to {prompts.source} (one line, or one per forget prompt), or use esd_prompts=concept")
 
 
-def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite: bool = False,
-                run_folder: Path | None = None) -> Path:
-    started = time.perf_counter()
+def check_concept_run(config: RunConfig, recipe: Recipe) -> tuple[str, ConceptPrompts]:
+    """What needs no model, before the heavy imports: the concept and its prompts, what the method needs from
+    them, and the weights files. Returns the concept and its prompts."""
     concept = check_concept(config.target[0] if config.target else None)
     prompts = concept_prompts(recipe, concept, config.extra.get("anchor"))
-    method = build_method(config)
+    method = method_class(config.method)
     if not method.needs_steps or method.settings_section == "pretrain":
         raise UserError(f"method {config.method} works on the model's training data (logged updates or "
                         f"retraining); a concept's forget data are generated images: use e.g. salun, esd or ga")
     if method.uses_retain and not prompts.retain:
         raise UserError(f"method {config.method} needs retain prompts: add lines to the concept's retain.txt")
-    check_esd_prompts(method, prompts)
+    check_esd_prompts(config, prompts)
+    check_weights(recipe, config.weights, config.init)
+    return concept, prompts
+
+
+def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite: bool = False,
+                run_folder: Path | None = None) -> Path:
+    started = time.perf_counter()
+    concept, prompts = check_concept_run(config, recipe)
+    if run_folder is None:
+        check_out_folder(config.out, overwrite)
+    import torch
+
+    from erase.data.concept_sets import concept_data
+    from erase.evaluate.concept import ConceptEvaluation
+    from erase.models import load_generator
+    from erase.runs.lifecycle import new_run_folder, unlearn_and_evaluate
+    from erase.runs.processes import from_main, is_main, shared_folder
+    from erase.tasks.denoising import denoising_task
+    from erase.train import check_settings
+
+    method = build_method(config)
     torch.manual_seed(config.seed)
     bundle = load_generator(recipe, config.weights, config.init)
     task = denoising_task(bundle)
@@ -97,6 +113,7 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
 
 def resume_concept(run: str, command_line: str) -> Path:
     folder, config = incomplete_run(run)
+    config = check_run_settings(config, str(folder / "config.yaml"))
     recipe = concept_recipe(config.model, bool(config.extra.get("tiny")), config.init)
     return run_concept(config, recipe, command_line, run_folder=folder)
 
@@ -112,6 +129,8 @@ def main(args, command_line: str) -> int:
             "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor, seed=args.seed,
             evaluate=evaluate, **run_options(args))
         folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
+    from erase.runs.processes import is_main
+
     if is_main():  # under `accelerate launch`, one process reports
         print_run_result(folder)
     return 0

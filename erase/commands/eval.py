@@ -14,20 +14,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from erase.config import RunConfig, check_positive, load_recipe
 from erase.data.class_sets import forget_classes
+from erase.data.worlds import world_names
 from erase.errors import UserError
-from erase.evaluate.fid import inception_setting
-from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
+from erase.evaluate.fid_weights import find_inception_weights, inception_setting
 from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
 from erase.files import write_json_atomic
-from erase.models import load_generator
+from erase.models import check_weights
 from erase.runs.console import print_metrics
 from erase.runs.folders import COMPLETE_MARKER
-from erase.sample import save_before_after
+from erase.settings import EVALUATION, check_known
 
 RESCORABLE = ("class",)  # commands whose runs are scored on samples (classify runs are scored exactly)
 
@@ -68,6 +66,7 @@ def evaluation_config(config: RunConfig, samples, forget_samples, seed, inceptio
         evaluate["inception_weights"] = inception_setting(inception_weights)
     if fid_mode:
         evaluate["fid_mode"] = fid_mode
+    evaluate = check_known(EVALUATION, evaluate, "the run's config.yaml")
     return dataclasses.replace(config, evaluate=evaluate, seed=config.seed if seed is None else int(seed))
 
 
@@ -84,6 +83,15 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
     config = evaluation_config(run_config, samples, forget_samples, seed, inception_weights, fid_mode)
     recipe = load_recipe(config.model)
     forget = forget_classes(recipe, config.target)
+    check_weights(recipe, config.weights, config.init)
+    if recipe.world in world_names():
+        find_inception_weights(config.evaluate.get("inception_weights"))
+    import torch
+
+    from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
+    from erase.models import load_generator
+    from erase.sample import save_before_after
+
     judges = make_judges(recipe, config)
     torch.manual_seed(run_config.seed)  # --init random: the same random original as the run had
     original_bundle = load_generator(recipe, config.weights, config.init)

@@ -1,13 +1,16 @@
-"""`erase list`: what this installation knows: models, methods, selections, objectives, metrics, worlds."""
+"""`erase list`: what this installation knows: models, methods with their settings, selections, objectives,
+metrics, worlds. `erase list --settings`: every setting as markdown tables (docs/settings.md)."""
 from __future__ import annotations
+
+from typing import Any, Iterable
 
 from erase.config import load_recipe, recipe_names
 from erase.data.worlds import world_names
 from erase.methods import method_class, method_names
+from erase.methods.base import COMMON_SETTINGS
 from erase.methods.selection import selection_class, selection_names
+from erase.settings import EVALUATION, TRAINING, Setting
 from erase.tasks.base import OBJECTIVES
-from erase.tasks.classification import ClassificationTask
-from erase.tasks.denoising import DenoisingTask
 
 METRICS = {
     "unlearning_accuracy": "1 - probe accuracy on samples of the forgotten target (higher = more forgotten)",
@@ -37,25 +40,40 @@ def _model_line(name: str) -> str:
     return f"  {name:<16} {recipe.family:<10} {recipe.num_classes:>4} classes  {state}"
 
 
-def _method_line(name: str) -> str:
+def shown_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _setting_lines(settings: Iterable[Setting], indent: int) -> list[str]:
+    return [f"{'':<{indent}}{s.name + '=' + shown_value(s.default):<28} {s.allowed():<30} {s.help}"
+            for s in settings]
+
+
+def _method_lines(name: str) -> list[str]:
     cls = method_class(name)
-    defaults = ", ".join(f"{k}={v}" for k, v in cls.hyper_defaults().items())
     uses = "" if cls.uses_forget or cls.objective else " (no forget objective: --objective is ignored)"
-    return (f"  {name:<12} objective={cls.objective or '-'} params={cls.params}: {cls.summary}{uses}\n"
-            f"  {'':<12} defaults: {defaults}")
+    return [f"  {name:<16} objective={cls.objective or '-'} params={cls.params}: {cls.summary}{uses}",
+            *_setting_lines(cls.own_settings().values(), 19)]
 
 
 def _composition_lines() -> list[str]:
     """Which objectives each task defines and where each parameter selection applies."""
+    from erase.tasks.classification import ClassificationTask
+    from erase.tasks.denoising import DenoisingTask
+
     tasks = {"denoising (ddpm, dit, text-to-image)": DenoisingTask.objectives,
              "classification": ClassificationTask.objectives}
     lines = [f"objectives (--objective): {', '.join(OBJECTIVES)}"]
     lines += [f"  {task:<38} {', '.join(objectives)}" for task, objectives in tasks.items()]
-    lines.append("parameter selections (--params):")
+    lines.append("parameter selections (--params; their settings with --set, like the method's):")
     for name in selection_names():
         cls = selection_class(name)
-        settings = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
-        lines.append(f"  {name:<16} {cls.summary}; {cls.works_on}" + (f"; settings: {settings}" if settings else ""))
+        lines.append(f"  {name:<16} {cls.summary}; {cls.works_on}")
+        lines += _setting_lines(cls.settings, 19)
     lines.append("  every update rule (--method) combines with every objective its task defines and every selection "
                  "its model supports, e.g. --method salun --objective esd, --method igs --params saliency")
     return lines
@@ -74,7 +92,9 @@ def _recipe_default_lines() -> list[str]:
 
 def listing() -> str:
     lines = ["models (--model):", *(_model_line(n) for n in recipe_names()), "",
-             "methods (--method):", *(_method_line(n) for n in method_names()), "",
+             "methods (--method) and their settings (--set KEY=VALUE: default, what is allowed):",
+             *(line for n in method_names() for line in _method_lines(n)), "",
+             "settings every method takes (--set):", *_setting_lines(COMMON_SETTINGS, 2), "",
              "recipe defaults per model (pipelines/<model>.yaml `methods:`; the command line overrides them):",
              *_recipe_default_lines(), "",
              *_composition_lines(), "",
@@ -83,6 +103,32 @@ def listing() -> str:
     return "\n".join(lines)
 
 
+def _table(settings: Iterable[Setting]) -> list[str]:
+    rows = ["| setting | default | allowed | what it does |", "|---|---|---|---|"]
+    rows += [f"| `{s.name}` | `{shown_value(s.default)}` | {s.allowed()} | {s.help} |" for s in settings]
+    return rows
+
+
+def settings_markdown() -> str:
+    """Every declared setting as markdown (docs/settings.md holds this output verbatim)."""
+    lines = ["### Every method (`--set`)", "", *_table(COMMON_SETTINGS), ""]
+    plain = [n for n in method_names() if not method_class(n).own_settings()]
+    lines += [f"{', '.join(f'`{n}`' for n in plain)}: no settings of their own (the ones above, and their "
+              f"parameter selection's).", ""]
+    for name in method_names():
+        cls = method_class(name)
+        if cls.own_settings():
+            lines += [f"### `{name}` (default params: `{cls.params}`)", "", *_table(cls.own_settings().values()), ""]
+    for name in selection_names():
+        cls = selection_class(name)
+        if cls.settings:
+            lines += [f"### Parameter selection `{name}` (`--params {name}`, `--set` as the method's)", "",
+                      *_table(cls.settings), ""]
+    lines += ["### Training (recipe `unlearn`, `methods.<name>`, `pretrain`)", "", *_table(TRAINING.values()), "",
+              "### Evaluation (recipe `evaluate`; other keys pass unchecked)", "", *_table(EVALUATION.values())]
+    return "\n".join(lines)
+
+
 def main(args, command_line: str) -> int:
-    print(listing())
+    print(settings_markdown() if getattr(args, "settings", False) else listing())
     return 0

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from erase.config import check_positive, load_recipe
+from erase.data.class_names import parse_classes
 from erase.errors import UserError
-from erase.evaluate.probe import generate_for_classes
-from erase.models import load_generator
-from erase.sample import class_rows, labelled_grid, parse_classes, prompt_rows, save_image_atomic
+from erase.models import check_weights
 
 
 def read_prompts(prompts: list[str] | None, prompts_file: str | None) -> list[str]:
@@ -50,6 +47,13 @@ def sample_grid(model: str, classes: str, per_class: int, out: str, seed: int = 
         sampling["guidance_scale"] = guidance_scale
     if inference_steps is not None:
         sampling["num_inference_steps"] = check_positive("--inference-steps", inference_steps)
+    check_weights(recipe, weights, init)
+    import torch
+
+    from erase.evaluate.probe import generate_for_classes
+    from erase.models import load_generator
+    from erase.sample import class_rows, labelled_grid, prompt_rows, save_image_atomic
+
     torch.manual_seed(seed)
     bundle = load_generator(recipe, weights, init)
     batch_size = recipe.evaluate.get("batch_size", 250)

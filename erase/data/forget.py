@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from erase.errors import UserError
+
+if TYPE_CHECKING:  # light at import: `erase classify` checks its forget set before the heavy imports
+    import torch
 
 KINDS = ("class", "random", "indices")
 
@@ -49,6 +50,17 @@ def spec_from_options(forget_class: str | None, forget_random: str | None, forge
     return ForgetSpec(kind, str(value), seed)
 
 
+def check_spec(spec: ForgetSpec, class_index=None) -> None:
+    """What can be checked before the data are loaded: the class (when `class_index` knows the classes), the
+    fraction, and that the index file exists."""
+    if spec.kind == "class" and class_index is not None:
+        class_index(spec.value)
+    elif spec.kind == "random":
+        random_fraction(spec.value)
+    elif spec.kind == "indices" and not Path(spec.value).expanduser().is_file():
+        raise UserError(f"--forget-indices file {Path(spec.value).expanduser()} does not exist")
+
+
 def random_fraction(value: str) -> float:
     try:
         fraction = float(value)
@@ -61,6 +73,8 @@ def random_fraction(value: str) -> float:
 
 def random_ids(size: int, fraction: float, seed: int) -> torch.Tensor:
     """`round(fraction * size)` ids drawn without replacement by a generator seeded with `seed`, sorted."""
+    import torch
+
     count = max(1, int(round(fraction * size)))
     generator = torch.Generator().manual_seed(int(seed))
     return torch.randperm(size, generator=generator)[:count].sort().values
@@ -68,6 +82,8 @@ def random_ids(size: int, fraction: float, seed: int) -> torch.Tensor:
 
 def read_index_file(path: str, size: int) -> torch.Tensor:
     """Sample ids, one integer per line (blank lines and # comments ignored); each in 0..size-1."""
+    import torch
+
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"--forget-indices file {file} does not exist")
@@ -94,6 +110,8 @@ def read_index_file(path: str, size: int) -> torch.Tensor:
 
 def forget_mask(spec: ForgetSpec, labels: torch.Tensor, class_index) -> torch.Tensor:
     """Boolean mask over the training split; `class_index` resolves a class id or name (Recipe.class_index)."""
+    import torch
+
     size = len(labels)
     mask = torch.zeros(size, dtype=torch.bool)
     if spec.kind == "class":

@@ -3,18 +3,23 @@
 Images are 16x16 RGB in [-1, 1] ("a red triangle on a striped background"). Shapes are drawn at 4x and
 downsampled, so edges are anti-aliased the way a generator's samples are. A fixed seed renders the same
 world everywhere; the train/test split is by image, every combination appears in both.
+
+Light at import (the captions are what `erase concept` checks its arguments with); numpy, torch and Pillow
+come in with the functions that render.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
-import torch
-from PIL import Image, ImageDraw
+from typing import TYPE_CHECKING
 
 from erase.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
 
 SHAPES = ["circle", "square", "triangle", "cross"]
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -38,6 +43,8 @@ def caption(shape: str | None = None, colour: str | None = None, texture: str | 
 
 
 def _background(texture: str, size: int) -> Image.Image:
+    from PIL import Image, ImageDraw
+
     image = Image.new("RGB", (size, size), (LIGHT,) * 3)
     draw = ImageDraw.Draw(image)
     cell = 2 * SCALE  # 2 output pixels
@@ -55,6 +62,9 @@ def _background(texture: str, size: int) -> Image.Image:
 
 def render(shape: str, colour: str, texture: str, rng: random.Random) -> np.ndarray:
     """One uint8 (3, 16, 16) image; size and position jitter come from `rng`."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
     size = RESOLUTION * SCALE
     image = _background(texture, size)
     draw = ImageDraw.Draw(image)
@@ -117,6 +127,9 @@ def load_shapes(split: str = "train") -> ShapesData:
     """`train` (40 per combination, 1,920 images) or `test` (10 per combination), seeded."""
     if split not in PER_COMBINATION:
         raise UserError(f"the shapes world has splits train and test, not {split!r}")
+    import numpy as np
+    import torch
+
     rng = random.Random(SEEDS[split])
     images, labels, captions = [], [], []
     for shape, colour, texture in combinations():

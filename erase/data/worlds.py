@@ -1,10 +1,12 @@
 """Registry of data worlds by the name recipes use (`world:`)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from erase.data.datasets import LabelledImages
 from erase.errors import UserError
+
+if TYPE_CHECKING:  # light at import: world names are checked before the heavy imports
+    from erase.data.datasets import LabelledImages
 
 _LOADERS: dict[str, Callable[[str], LabelledImages]] = {}
 

@@ -7,18 +7,25 @@ subtraction; Gogineni & Nadimi report that with pruned logs no fine-tuning is ne
 """
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from erase.errors import UserError
 from erase.methods.registry import register
 from erase.methods.ft import FineTune
-from erase.update_log import UpdateLog
+from erase.settings import Float, Text
+
+if TYPE_CHECKING:
+    import torch
+
+    from erase.update_log import UpdateLog
+
+KEEP = Float("keep", 1.0, "the log's kept fraction of each update (pretrain --log-keep)", gt=0, le=1)
 
 
 def dataset_ids(dataset) -> torch.Tensor:
     """The stable sample ids of a dataset (LabelledImages keeps them; others are read item by item)."""
+    import torch
+
     ids = getattr(dataset, "ids", None)
     if ids is None:
         ids = torch.stack([torch.as_tensor(dataset[i]["index"]) for i in range(len(dataset))])
@@ -29,13 +36,16 @@ def dataset_ids(dataset) -> torch.Tensor:
 class Amnesiac(FineTune):
     summary = "subtract the logged updates of the batches that held forget data; steps fine-tune on retain"
     needs_steps = False
-    defaults = {"keep": 1.0, "log": None}
+    settings = (KEEP, Text("log", None, "update-log folder (none: the one recorded for these weights)",
+                           optional=True))
 
     def __init__(self, objective=None, params=None, **hyper: Any):
         super().__init__(objective=objective, params=params, **hyper)
         self._report: dict[str, Any] = {}
 
     def find_log(self, model) -> UpdateLog:
+        from erase.update_log import UpdateLog
+
         return UpdateLog.find(model, self.hyper["keep"], self.hyper["log"])
 
     def validate(self, model, forget_set, retain_set) -> None:
@@ -59,4 +69,4 @@ class Amnesiac(FineTune):
 @register("partial-amnesiac")
 class PartialAmnesiac(Amnesiac):
     summary = "amnesiac with layer-wise pruned logs: each update keeps its top `keep` fraction per tensor"
-    defaults = {"keep": 0.1}
+    settings = (KEEP.with_default(0.1),)

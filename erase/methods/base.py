@@ -6,19 +6,27 @@ and declares defaults for the other two axes, which `--objective` and `--params`
 from __future__ import annotations
 
 import copy
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from erase.errors import UserError
-from erase.methods.selection import MaskedOptimizerStep, selection_class
+from erase.methods.selection import selection_class
+from erase.settings import Choice, Float, Setting, by_name, check_values, defaults
 from erase.tasks.base import OBJECTIVES
 
-# Hyperparameters every method understands: objective options and gradient clipping.
-COMMON_DEFAULTS: dict[str, Any] = {"clip": 1.0, "esd_eta": 1.0, "esd_prompts": "concept", "adaptive_power": 0.5}
+if TYPE_CHECKING:  # this module stays light (no torch) so that settings are checked before the heavy imports
+    import torch
+
 # what ESD trains, and what it steers from: the concept prompt alone from the empty prompt (the reference);
 # each forget prompt from the same prompt without the concept; each forget prompt from its anchor prompt
 ESD_PROMPTS = ("concept", "forget", "anchor")
+# Settings every method understands: gradient clipping and the options of the objectives.
+COMMON_SETTINGS: tuple[Setting, ...] = (
+    Float("clip", 1.0, "gradient-norm clipping of every update (0: none)", ge=0),
+    Float("esd_eta", 1.0, "objective esd: strength of the negative guidance it trains toward", ge=0),
+    Choice("esd_prompts", "concept", "objective esd: the concept from the empty prompt; each forget prompt from "
+           "itself without the concept; or from its anchor prompt", choices=ESD_PROMPTS),
+    Float("adaptive_power", 0.5, "objective adaptive-ga: lambda of the 1 / loss^lambda sample weights", ge=0),
+)
 
 
 class Method:
@@ -28,7 +36,7 @@ class Method:
     summary = ""
     objective: str | None = None  # default forget objective; None = the method does not use forget data
     params = "all"  # default parameter selection
-    defaults: dict[str, Any] = {}
+    settings: tuple[Setting, ...] = ()  # this method's own (`--set KEY=VALUE`); subclasses add or replace
     uses_forget = True
     uses_retain = True
     settings_section = "unlearn"  # recipe section with this method's default steps/lr/optimizer ("pretrain": retrain)
@@ -43,32 +51,31 @@ class Method:
         self.objective = objective or type(self).objective
         self.params = params or type(self).params
         selection_cls = selection_class(self.params)
-        allowed = self.hyper_defaults(selection_cls)
-        unknown = sorted(set(hyper) - set(allowed))
-        if unknown:
-            raise UserError(
-                f"unknown setting {unknown[0]!r} for method {self.name} with params {self.params}: "
-                f"known settings are {', '.join(sorted(allowed))}"
-            )
-        self.hyper = {**allowed, **hyper}
-        if self.hyper["esd_prompts"] not in ESD_PROMPTS:
-            raise UserError(f"esd_prompts={self.hyper['esd_prompts']!r}: use one of {', '.join(ESD_PROMPTS)}")
+        declared = self.declared_settings(selection_cls)
+        given = check_values(declared, hyper, "method settings", f"method {self.name} with params {self.params}")
+        self.hyper = {**defaults(declared), **given}
         self.selection = selection_cls(self.hyper)
-        self.apply_update: MaskedOptimizerStep | None = None
-        self.apply_unmasked: MaskedOptimizerStep | None = None
+        self.apply_update = None  # MaskedOptimizerStep, once the optimizer exists
+        self.apply_unmasked = None
         self._stale_snapshot = False  # an unmasked step moved weights that the masked step must restore
         self.accelerator = None
         self.total_steps = 0
 
     @classmethod
+    def own_settings(cls) -> dict[str, Setting]:
+        """This method's declarations, inherited ones included (a subclass may replace one by name)."""
+        return by_name(s for klass in reversed(cls.__mro__) for s in getattr(klass, "settings", ()))
+
+    @classmethod
+    def declared_settings(cls, selection_cls=None) -> dict[str, Setting]:
+        """Every setting a run of this method takes: the common ones, its own and its parameter selection's."""
+        selection_cls = selection_cls or selection_class(cls.params)
+        return {**by_name(COMMON_SETTINGS), **cls.own_settings(), **by_name(selection_cls.settings)}
+
+    @classmethod
     def hyper_defaults(cls, selection_cls=None) -> dict[str, Any]:
         """Defaults of this method (own, inherited, common) and of its parameter selection."""
-        merged: dict[str, Any] = dict(COMMON_DEFAULTS)
-        for klass in reversed(cls.__mro__):
-            merged.update(getattr(klass, "defaults", {}))
-        selection_cls = selection_cls or selection_class(cls.params)
-        merged.update(selection_cls.defaults)
-        return copy.deepcopy(merged)
+        return copy.deepcopy(defaults(cls.declared_settings(selection_cls)))
 
     def validate(self, model, forget_set, retain_set) -> None:
         """Check, before any run folder exists, what this method needs beyond the model and the data.
@@ -95,6 +102,10 @@ class Method:
             task.set_reference(frozen_copy(model))
         self.selection.prepare(model, task, data, self.objective, accelerator)
         masks = self.selection.masks
+        if masks and self.freeze_unselected and not any(bool(m.any()) for m in masks.values()):
+            settings = ", ".join(f"{s.name}={self.hyper[s.name]}" for s in self.selection.settings)
+            raise UserError(f"params {self.params} selected no weight of this model ({settings or 'no settings'}), "
+                            f"so there is nothing to train: choose settings that select some weights")
         if masks and self.freeze_unselected:
             for name, p in model.named_parameters():
                 if name in masks and not bool(masks[name].any()):
@@ -102,6 +113,8 @@ class Method:
 
     def bind_optimizer_step(self, model) -> None:
         """Called after the optimizer exists: the masked step helper sees the final trainable tensors."""
+        from erase.methods.selection import MaskedOptimizerStep
+
         self._model = model
         self.apply_update = MaskedOptimizerStep(model, self.selection.masks)
         self.apply_unmasked = MaskedOptimizerStep(model, None)
@@ -158,7 +171,7 @@ class Method:
         return {"method": self.name, "objective": self.objective, "params": self.params, **self.hyper}
 
 
-def frozen_copy(model) -> torch.nn.Module:
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     reference = copy.deepcopy(model).eval()
     for p in reference.parameters():
         p.requires_grad_(False)

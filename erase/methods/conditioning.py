@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from erase.errors import UserError
 from erase.methods.selection import Masks, Selection, register_selection
 
@@ -39,6 +37,8 @@ def conditioning_names(model) -> tuple[list[str], str]:
 
 
 def _whole_tensor_masks(model, chosen: set[str]) -> Masks:
+    import torch
+
     return {n: torch.full_like(p, n in chosen, dtype=torch.bool) for n, p in model.named_parameters()}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from erase.errors import UserError
 from erase.methods.selection import Masks, Selection, accumulate_gradients, register_selection
+from erase.settings import Float, Int
 
 EPSILON = 1e-15  # the reference's guard against 0/0 (weights no data touches)
 
@@ -22,7 +23,11 @@ def fisher_ratio_masks(forget_fisher: Masks, retain_fisher: Masks, gamma: float)
 @register_selection("fisher-saliency")
 class FisherSaliency(Selection):
     summary = "SFR-on: forget Fisher / retain Fisher >= gamma, per weight (set up once)"
-    defaults = {"gamma": 1.0, "fisher_clip": 1.0, "fisher_retain_batches": None}
+    settings = (Float("gamma", 1.0, "a weight is selected when its forget/retain Fisher ratio is >= gamma", ge=0),
+                Float("fisher_clip", 1.0, "gradient-norm clipping of each batch of the Fisher passes (0: none)",
+                      ge=0),
+                Int("fisher_retain_batches", None, "retain batches of the retain Fisher pass (none: all)", ge=1,
+                    optional=True))
 
     def prepare(self, model, task, data, objective, accelerator) -> None:
         if data.retain_set is None or len(data.retain_set) == 0:
@@ -34,5 +39,5 @@ class FisherSaliency(Selection):
                                         clip=self.hyper["fisher_clip"], square=True, mean=True)
 
         forget = fisher(data.forget_batches())
-        retain = fisher(data.retain_batches(int(limit) if limit else None))
+        retain = fisher(data.retain_batches(limit))
         self.masks = fisher_ratio_masks(forget, retain, self.hyper["gamma"])

@@ -19,13 +19,14 @@ equals ours with epsilon negated (it asks the retain loss to fall by epsilon): a
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from erase.errors import UserError
 from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.settings import Choice, Float
+
+if TYPE_CHECKING:
+    import torch
 
 LOG_GUARD = 1e-8
 
@@ -33,6 +34,8 @@ LOG_GUARD = 1e-8
 def log_objective(loss: torch.Tensor, floor: float) -> torch.Tensor:
     """log(L - floor) for a positive objective; -log(-L) for gradient-ascent style (negative) objectives,
     which decreases exactly when L does. The reference uses positive objectives only (relabel)."""
+    import torch
+
     if loss.detach().item() < 0:
         return -torch.log(-loss + LOG_GUARD)  # the floors apply to positive objectives only
     return torch.log(loss - floor + LOG_GUARD)
@@ -48,6 +51,8 @@ def multiplier_gradient(retain_before: float, retain_after: float, epsilon: floa
 def rng_replay(device):
     """Capture the random state now; the returned function restores it, so a later forward pass draws the
     same timesteps, noise and dropout (the retain loss before and after a step must see the same ones)."""
+    import torch
+
     cpu = torch.get_rng_state()
     cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
 
@@ -63,6 +68,8 @@ class RetainMultiplier:
     """The learned multiplier w >= 0 on the retain term, with its own Adam (weight decay pulls it to 0)."""
 
     def __init__(self, initial: float, lr: float, weight_decay: float):
+        import torch
+
         self.w = torch.nn.Parameter(torch.tensor(float(initial)))
         self.optimizer = torch.optim.Adam([self.w], lr=lr, weight_decay=weight_decay)
 
@@ -71,6 +78,8 @@ class RetainMultiplier:
         return max(float(self.w.detach()), 0.0)
 
     def update(self, gradient: float) -> None:
+        import torch
+
         self.optimizer.zero_grad(set_to_none=True)
         self.w.grad = torch.tensor(float(gradient))
         self.optimizer.step()
@@ -79,6 +88,8 @@ class RetainMultiplier:
         return {"w": self.w.detach().clone(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
         with torch.no_grad():
             self.w.copy_(state["w"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -91,13 +102,17 @@ FORMS = ("log", "fast")
 class ImplicitGradientSurgery(Method):
     summary = "one backward on log L_f + w log L_r; multiplier w learned from the retain loss's change"
     objective = "relabel"
-    defaults = {"form": "log", "epsilon": 0.01, "multiplier_lr": 0.025, "multiplier_decay": 0.01,
-                "multiplier_init": None, "forget_floor": 0.0, "retain_floor": 0.0}
+    settings = (Choice("form", "log", "log: the paper's one-backward log objective; fast: the reference's convex mix "
+                       "without a second forward", choices=FORMS),
+                Float("epsilon", 0.01, "tolerated rise of log L_r per step (negative: ask it to fall)"),
+                Float("multiplier_lr", 0.025, "learning rate of the multiplier's Adam", gt=0),
+                Float("multiplier_decay", 0.01, "weight decay of the multiplier's Adam", ge=0),
+                Float("multiplier_init", None, "starting multiplier (none: 0 for log, 1 for fast)", optional=True),
+                Float("forget_floor", 0.0, "m_f in log(L_f - m_f)", ge=0),
+                Float("retain_floor", 0.0, "m_r in log(L_r - m_r)", ge=0))
 
     def __init__(self, objective=None, params=None, **hyper: Any):
         super().__init__(objective=objective, params=params, **hyper)
-        if self.hyper["form"] not in FORMS:
-            raise UserError(f"form must be one of {', '.join(FORMS)}, got {self.hyper['form']!r}")
         initial = self.hyper["multiplier_init"]
         if initial is None:
             initial = 1.0 if self.hyper["form"] == "fast" else 0.0
@@ -105,6 +120,8 @@ class ImplicitGradientSurgery(Method):
         self.previous_retain: float | None = None  # form fast: the last step's retain loss
 
     def learn_multiplier(self, before: float, after: float) -> None:
+        import torch
+
         gradient = multiplier_gradient(before, after, self.hyper["epsilon"], self.hyper["retain_floor"])
         if self.accelerator.num_processes > 1:  # one multiplier for all processes: average its gradient
             gradient = float(self.accelerator.reduce(torch.tensor([gradient], device=self.accelerator.device),
@@ -112,6 +129,8 @@ class ImplicitGradientSurgery(Method):
         self.multiplier.update(gradient)
 
     def step(self, model, task, forget_batch, retain_batch, optimizer, step):
+        import torch
+
         if self.hyper["form"] == "fast":
             return self.fast_step(model, task, forget_batch, retain_batch, optimizer, step)
         forget = self.forget_loss(task, model, forget_batch)
@@ -156,6 +175,8 @@ def flat_dot(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Te
 def surgery(forget_grads: dict[str, torch.Tensor], retain_grads: dict[str, torch.Tensor], epsilon: float
             ) -> tuple[dict[str, torch.Tensor], float]:
     """Unilateral projection: g_f + lam * g_r with the smallest lam >= 0 that gives <g_r, g> >= -epsilon."""
+    import torch
+
     dot = flat_dot(retain_grads, forget_grads)
     norm2 = flat_dot(retain_grads, retain_grads)
     lam = float(torch.clamp((-dot - epsilon) / (norm2 + 1e-8), min=0.0))
@@ -168,11 +189,15 @@ def surgery(forget_grads: dict[str, torch.Tensor], retain_grads: dict[str, torch
 class ExplicitGradientSurgery(Method):
     summary = "two backwards; the forget gradient loses its component that would raise the retain loss"
     objective = "relabel"
-    defaults = {"surgery_eps": 0.0, "alpha": 0.0}
+    settings = (Float("surgery_eps", 0.0, "epsilon of <g_r, g> >= -epsilon: how far the step may raise the retain "
+                      "loss (linearised)"),
+                Float("alpha", 0.0, "weight of the retain gradient added after the surgery", ge=0))
 
     def gradients(self, model, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         """The gradient of `loss`, masked by the selection's fixed masks (surgery sees the weights that move;
         a per-step selection such as layer-fraction applies afterwards, to the combined gradient)."""
+        import torch
+
         model.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         masks = self.selection.masks or {}

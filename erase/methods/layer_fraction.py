@@ -9,17 +9,21 @@ random subset per tensor and step). See docs/methods.md for what could and could
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
-import torch
-
-from erase.errors import UserError
 from erase.methods.selection import Masks, Selection, register_selection
+from erase.settings import Choice, Float
+
+if TYPE_CHECKING:
+    import torch
 
 RULES = ("magnitude", "random")
 
 
 def per_tensor_top(scores: torch.Tensor, fraction: float) -> torch.Tensor:
     """The top `fraction` entries of one tensor (at least one entry), as a bool mask."""
+    import torch
+
     flat = scores.flatten()
     keep = max(1, int(round(fraction * flat.numel())))
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
@@ -30,27 +34,28 @@ def per_tensor_top(scores: torch.Tensor, fraction: float) -> torch.Tensor:
 @register_selection("layer-fraction")
 class LayerFraction(Selection):
     summary = "each step, the top `fraction` of every tensor by |gradient| (or random: partial_rule)"
-    defaults = {"fraction": 0.5, "partial_rule": "magnitude"}
+    settings = (Float("fraction", 0.5, "share of each tensor's entries that a step updates", gt=0, le=1),
+                Choice("partial_rule", "magnitude", "which entries: largest |gradient| of the step, or a seeded "
+                       "random subset", choices=RULES))
 
     def __init__(self, hyper):
         super().__init__(hyper)
-        if not 0 < float(hyper["fraction"]) <= 1:
-            raise UserError(f"fraction must be in (0, 1], got {hyper['fraction']}")
-        if hyper["partial_rule"] not in RULES:
-            raise UserError(f"partial_rule must be one of {', '.join(RULES)}, got {hyper['partial_rule']!r}")
         self.seed = 0
 
     def prepare(self, model, task, data, objective, accelerator) -> None:
         self.seed = int(data.seed)
 
     def step_masks(self, model, step: int) -> Masks:
+        import torch
+
         fraction = float(self.hyper["fraction"])
         masks = {}
         for name, p in model.named_parameters():
             if not p.requires_grad:
                 continue
             if self.hyper["partial_rule"] == "random":
-                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step * 7919 + zlib.crc32(name.encode()))
+                seed = self.seed * 1_000_003 + step * 7919 + zlib.crc32(name.encode())
+                generator = torch.Generator().manual_seed(seed)
                 scores = torch.rand(p.shape, generator=generator).to(p.device)
             elif p.grad is None:
                 continue

@@ -11,6 +11,9 @@ _METHODS: dict[str, type[Method]] = {}
 
 def register(name: str) -> Callable[[type[Method]], type[Method]]:
     def wrap(cls: type[Method]) -> type[Method]:
+        if "defaults" in vars(cls):  # the old way; nothing would read it, so a setting would silently vanish
+            raise TypeError(f"method {name}: declare its settings as `settings = (Float(...), ...)` "
+                            f"(erase/settings.py), not `defaults`")
         cls.name = name
         _METHODS[name] = cls
         return cls

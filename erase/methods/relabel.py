@@ -1,13 +1,14 @@
 """Relabel (SalUn's "RL"): forget samples trained toward another class, plus alpha times the retain loss."""
 from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.settings import Float
 
 
 @register("relabel")
 class Relabel(Method):
     summary = "forget objective + alpha * retain loss"
     objective = "relabel"
-    defaults = {"alpha": 1e-3}
+    settings = (Float("alpha", 1e-3, "weight of the retain loss", ge=0),)
 
     def step(self, model, task, forget_batch, retain_batch, optimizer, step):
         forget = self.forget_loss(task, model, forget_batch)

@@ -5,11 +5,13 @@ section, so with nothing forgotten it reproduces `erase pretrain`.
 from __future__ import annotations
 
 import copy
-
-import torch
+from typing import TYPE_CHECKING
 
 from erase.methods.registry import register
 from erase.methods.ft import FineTune
+
+if TYPE_CHECKING:
+    import torch
 
 
 def reinitialise(model: torch.nn.Module, seed: int) -> None:
@@ -19,6 +21,8 @@ def reinitialise(model: torch.nn.Module, seed: int) -> None:
     them from a recipe, hence the same initial weights as pretraining with that seed); other modules
     fall back to each layer's reset_parameters.
     """
+    import torch
+
     torch.manual_seed(seed)
     if hasattr(type(model), "from_config") and getattr(model, "config", None) is not None:
         fresh = type(model).from_config(model.config)

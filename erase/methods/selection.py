@@ -3,22 +3,29 @@
 A selection yields {parameter name: bool mask}. Tensors whose mask is all False are frozen outright; the
 rest have their gradients masked and their masked-out entries restored after every optimizer step (SalUn's
 fix: momentum and weight decay otherwise move "frozen" weights).
+
+Selections declare their settings in `settings` (erase/settings.py). Like every method module this one is
+light at import: torch is imported by the functions that compute masks, so settings are checked first.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import torch
-from torch.nn.utils import clip_grad_norm_
+from typing import TYPE_CHECKING, Callable
 
 from erase.errors import UserError
+from erase.settings import Float, Setting
 
-Masks = dict[str, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+Masks = dict[str, "torch.Tensor"]
 _SELECTIONS: dict[str, type["Selection"]] = {}
 
 
 def register_selection(name: str) -> Callable[[type["Selection"]], type["Selection"]]:
     def wrap(cls: type["Selection"]) -> type["Selection"]:
+        if "defaults" in vars(cls):  # the old way; nothing would read it, so a setting would silently vanish
+            raise TypeError(f"parameter selection {name}: declare its settings as `settings = (Float(...), ...)` "
+                            f"(erase/settings.py), not `defaults`")
         cls.name = name
         _SELECTIONS[name] = cls
         return cls
@@ -42,9 +49,9 @@ class Selection:
     name = "all"
     summary = ""
     works_on = "every model"
-    defaults: dict[str, Any] = {}
+    settings: tuple[Setting, ...] = ()  # set with --set KEY=VALUE, like the method's own
 
-    def __init__(self, hyper: dict[str, Any]):
+    def __init__(self, hyper: dict):
         self.hyper = hyper
         self.masks: Masks | None = None
 
@@ -59,10 +66,10 @@ class Selection:
         selections return the ones from `prepare`."""
         return self.masks
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> dict:
         return {"masks": self.masks}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.masks = state["masks"]
 
 
@@ -75,6 +82,9 @@ def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | Non
                          mean: bool = False) -> Masks:
     """Sum (or mean) over batches of the gradient (or its square) of `loss_fn`; each batch's gradient
     clipped first."""
+    import torch
+    from torch.nn.utils import clip_grad_norm_
+
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
     count = 0
@@ -95,11 +105,14 @@ def accumulate_gradients(model, batches, loss_fn, accelerator, clip: float | Non
 
 
 def top_fraction_masks(scores: Masks, fraction: float) -> Masks:
-    """Keep the top `fraction` of all entries of all tensors by one global ranking (ties broken by order)."""
+    """Keep the top `fraction` of all entries of all tensors by one global ranking (ties broken by order), and
+    at least one entry (a tiny fraction of a small model would otherwise select nothing to train)."""
+    import torch
+
     if not 0 < fraction <= 1:
         raise UserError(f"mask_ratio must be in (0, 1], got {fraction}")
     flat = torch.cat([s.flatten() for s in scores.values()])
-    keep = int(round(fraction * flat.numel()))
+    keep = max(1, int(round(fraction * flat.numel())))
     chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
     if keep > 0:
         chosen[torch.topk(flat, keep, sorted=False).indices] = True
@@ -116,7 +129,8 @@ class Saliency(Selection):
 
     summary = "SalUn: top mask_ratio of |forget gradient|, one global ranking (set up once)"
 
-    defaults = {"mask_ratio": 0.5, "mask_clip": 1.0}
+    settings = (Float("mask_ratio", 0.5, "share of all weights the saliency mask frees", gt=0, le=1),
+                Float("mask_clip", 1.0, "gradient-norm clipping of each forget batch it ranks by (0: none)", ge=0))
 
     def prepare(self, model, task, data, objective, accelerator) -> None:
         grads = accumulate_gradients(
@@ -144,6 +158,9 @@ class MaskedOptimizerStep:
                     self.originals[name] = self.params[name].detach().clone()
 
     def __call__(self, optimizer, clip: float | None) -> None:
+        import torch
+        from torch.nn.utils import clip_grad_norm_
+
         if self.masks:
             for name, p in self.params.items():
                 if p.grad is not None and name in self.masks:

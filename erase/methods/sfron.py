@@ -12,6 +12,7 @@ import math
 
 from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.settings import Bool, Float, Int
 
 
 def cosine_decay(alpha0: float, step: int, total: int) -> float:
@@ -25,8 +26,11 @@ class SFRon(Method):
     objective = "adaptive-ga"
     params = "fisher-saliency"
     freeze_unselected = False  # the retain step trains every weight
-    defaults = {"forget_alpha": 10.0, "remain_alpha": 1.0, "forget_clip": 1.0, "forget_freq": 1,
-                "decay_alpha": True}
+    settings = (Float("forget_alpha", 10.0, "weight of the forget step (cosine-decayed over the run)", ge=0),
+                Float("remain_alpha", 1.0, "weight of the retain step", ge=0),
+                Float("forget_clip", 1.0, "gradient-norm clipping of the forget step (0: none)", ge=0),
+                Int("forget_freq", 1, "a forget step every forget_freq-th step", ge=1),
+                Bool("decay_alpha", True, "decay forget_alpha by a cosine over the run"))
 
     def forget_alpha(self, step: int) -> float:
         alpha = self.hyper["forget_alpha"]
@@ -34,7 +38,7 @@ class SFRon(Method):
 
     def step(self, model, task, forget_batch, retain_batch, optimizer, step):
         losses = {}
-        if step % max(1, int(self.hyper["forget_freq"])) == 0:
+        if step % self.hyper["forget_freq"] == 0:
             alpha = self.forget_alpha(step)
             forget = self.forget_loss(task, model, forget_batch)
             self.update(alpha * forget, optimizer, step, clip=self.hyper["forget_clip"])

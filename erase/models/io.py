@@ -1,16 +1,19 @@
-"""Strict, safetensors-only loading of save_pretrained folders, and atomic saving."""
+"""Strict, safetensors-only loading of save_pretrained folders, and atomic saving.
+
+Light at import: `check_weight_files` reads only the safetensors headers (no torch), so a truncated or corrupt
+file is refused before the heavy imports; torch comes in with the functions that load tensors.
+"""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING, Any
 
 from erase.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -35,8 +38,41 @@ def _weight_files(folder: Path) -> list[Path]:
     raise UserError(f"no safetensors weights in {folder}: expected {WEIGHT_NAMES[0]} or {WEIGHT_NAMES[1]}")
 
 
+def safetensors_problem(file: Path) -> str | None:
+    """Why `file` is not a whole safetensors file (its header does not parse, or the tensors it lists do not
+    end where the file does), or None. Reads the header only."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < length <= size - 8:
+                return "the header is incomplete"
+            header = json.loads(f.read(length))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    except OSError as exc:
+        return str(exc)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return "the header is not valid safetensors JSON"
+    if 8 + length + max(ends, default=0) != size:
+        return f"the tensors it lists need {8 + length + max(ends, default=0)} bytes, the file has {size}"
+    return None
+
+
+def check_weight_files(path: Path) -> None:
+    """A safetensors file, or every *.safetensors file under a folder, is whole (headers only: fast, no torch)."""
+    path = Path(path)
+    for file in [path] if path.is_file() else sorted(path.rglob("*.safetensors")):
+        problem = safetensors_problem(file)
+        if problem:
+            raise UserError(f"{file} is corrupt or truncated ({problem}); restore it or re-create it")
+
+
 def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a save_pretrained folder; a truncated or corrupt file is a UserError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     state: dict[str, torch.Tensor] = {}
     for file in _weight_files(folder):
         if not file.is_file():

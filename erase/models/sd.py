@@ -11,8 +11,6 @@ scaling factor), prompts -> frozen text-encoder embeddings, the empty prompt as 
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,30 +21,13 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffus
 
 from erase.config import Recipe
 from erase.errors import UserError
-from erase.models import GeneratorBundle, missing_weights_error
+from erase.models import GeneratorBundle
 from erase.models.io import check_state_dict, load_config_json, load_strict, read_state_dict
 from erase.models.t2i_pipeline import TextToImagePipeline
+from erase.models.tiny_sd import TINY_ARCHITECTURE, TINY_OVERLAY, apply_tiny  # noqa: F401  (re-exported)
 from erase.models.tokenizer import build_tokenizer, load_tokenizer, token_ids
 from erase.tasks.denoising import DenoiserAdapter, vae_latents
 
-# diffusers' tests/pipelines/stable_diffusion get_dummy_components, with a 16x16 image (8x8 latents) and a
-# two-layer text encoder: every SD code path (VAE, cross-attention, CFG) in well under a second per step.
-TINY_ARCHITECTURE: dict[str, Any] = {
-    "unet": {"block_out_channels": [8, 16], "layers_per_block": 1, "in_channels": 4, "out_channels": 4,
-             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-             "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "cross_attention_dim": 32,
-             "attention_head_dim": 4, "norm_num_groups": 4},
-    "vae": {"block_out_channels": [8, 16], "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
-            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"], "norm_num_groups": 4},
-    "text_encoder": {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-                     "num_hidden_layers": 2, "layer_norm_eps": 1e-5},
-    "max_length": 77,
-}
-TINY_OVERLAY: dict[str, Any] = {
-    "architecture": TINY_ARCHITECTURE, "resolution": 16,
-    "sampling": {"num_inference_steps": 2, "guidance_scale": 3.0, "eta": 0.0},
-}
 # Buffers that older transformers saved and newer ones recompute: the only tolerated extra tensors.
 RECOMPUTED_BUFFERS = ("text_model.embeddings.position_ids",)
 
@@ -102,17 +83,6 @@ class TextAdapter(DenoiserAdapter):
 
 
 # -- building and loading ----------------------------------------------------------------------------------
-def apply_tiny(recipe: Recipe) -> Recipe:
-    """The recipe with the tiny test stack (and its own `tiny` overrides, e.g. smaller evaluation)."""
-    if recipe.family != "sd":
-        raise UserError(f"--tiny applies to Stable Diffusion models; {recipe.name} is a {recipe.family} model")
-    changes = {"methods": {}, **TINY_OVERLAY, **recipe.extra.get("tiny", {})}
-    replaced = ("architecture", "methods")  # the real model's per-method steps make no sense on the tiny one
-    merged = {k: ({**getattr(recipe, k), **v} if isinstance(v, dict) and k not in replaced else v)
-              for k, v in changes.items()}
-    return dataclasses.replace(recipe, **merged, name=f"{recipe.name}-tiny")
-
-
 def latent_factor(architecture: dict[str, Any]) -> int:
     vae = architecture.get("vae")
     return 2 ** (len(vae["block_out_channels"]) - 1) if vae else 1
@@ -198,36 +168,6 @@ def load_components(folder: Path, config_only: frozenset[str] = frozenset()) -> 
             "tokenizer": load_tokenizer(folder / "tokenizer"),
             "vae": model(AutoencoderKL, "vae") if (folder / "vae").is_dir() else None,
             "scheduler": load_scheduler(folder)}
-
-
-def hub_cache_folder(repo_id: str) -> Path | None:
-    """The newest snapshot of `repo_id` in the local Hugging Face cache, without any network access."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        cache_dir = os.environ.get("HF_HUB_CACHE") or None  # read now, not at import, so it can be pointed
-        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
-    except Exception:  # not cached (LocalEntryNotFoundError), or no huggingface_hub: both mean "absent"
-        return None
-
-
-def locate(recipe: Recipe, weights: str | None) -> Path:
-    """--weights, else the recipe's folder, else the local HF cache of its `hf_repo`; absent -> UserError."""
-    if weights:
-        folder = Path(weights).expanduser()
-        if not folder.is_dir():
-            raise missing_weights_error(recipe, folder)
-        return folder
-    folder = recipe.weights_dir
-    if folder is not None and folder.is_dir():
-        return folder
-    repo = recipe.extra.get("hf_repo")
-    cached = hub_cache_folder(repo) if repo else None
-    if cached is not None:
-        return cached
-    where = f"no weights at {folder}" + (f" nor in the Hugging Face cache ({repo})" if repo else "")
-    hint = recipe.weights_hint or f"run `python -m erase pretrain {recipe.name}`"
-    raise UserError(f"{recipe.name}: {where}; {hint}; or pass --init random --tiny for a test run")
 
 
 def make_pipeline(parts: dict[str, Any]):

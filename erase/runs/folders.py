@@ -1,11 +1,13 @@
 """Run folders: unique names, refusal to clobber. EVAL.json is written last and marks completion."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from datetime import datetime
 from pathlib import Path
 
+from erase.config import RunConfig
 from erase.errors import UserError
 
 RUNS_DIR = Path("runs")
@@ -19,16 +21,26 @@ def default_run_name(model: str, method: str, target: str) -> str:
     return slug[:120]
 
 
+def refuse_existing(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and not overwrite:
+        raise UserError(f"output folder {folder} already exists: pass --overwrite to replace it, "
+                        f"--resume {folder} to continue it, or choose another --out")
+
+
+def check_out_folder(out: str | None, overwrite: bool = False) -> None:
+    """`--out` that exists is refused unless --overwrite: commands check it with the other arguments, before any
+    work. Under several processes (`accelerate launch`) only create_run_folder checks, on the main process,
+    whose refusal reaches every process: an early check elsewhere could see the folder the main process made."""
+    if out and int(os.environ.get("WORLD_SIZE", "1") or 1) == 1:
+        refuse_existing(Path(out), overwrite)
+
+
 def create_run_folder(out: str | None, name: str, overwrite: bool = False) -> Path:
     """A new, empty run folder. `--out` that exists is refused unless --overwrite; default names never collide."""
     if out:
         folder = Path(out)
+        refuse_existing(folder, overwrite)
         if folder.exists():
-            if not overwrite:
-                raise UserError(
-                    f"output folder {folder} already exists: pass --overwrite to replace it, "
-                    f"--resume {folder} to continue it, or choose another --out"
-                )
             if folder.is_dir():
                 shutil.rmtree(folder)
             else:
@@ -52,3 +64,12 @@ def existing_run(path: str) -> Path:
     if not (folder / "config.yaml").is_file():
         raise UserError(f"{folder} is not a run folder (no config.yaml); give the folder a run printed")
     return folder
+
+
+def incomplete_run(run: str) -> tuple[Path, RunConfig]:
+    """The folder and config of a run to resume; a complete run is refused. The caller checks the config's
+    settings (erase.runs.resolve.check_run_settings) before it loads anything."""
+    folder = existing_run(run)
+    if (folder / COMPLETE_MARKER).is_file():
+        raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
+    return folder, RunConfig.from_yaml(folder / "config.yaml")

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from erase.config import Recipe, RunConfig
-from erase.errors import UserError
 from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
 from erase.files import write_json_atomic, write_yaml_atomic
-from erase.runs.folders import COMPLETE_MARKER, create_run_folder, default_run_name, existing_run
+from erase.runs.folders import COMPLETE_MARKER, create_run_folder, default_run_name, incomplete_run  # noqa: F401
 from erase.runs.processes import is_main, wait_for_everyone
 from erase.runs.reference import is_reference_run, retrained_reference
 from erase.runs.resolve import train_settings
@@ -65,14 +64,6 @@ def finish_run(folder: Path, config: RunConfig, report: dict[str, Any], processe
     run_plots(folder, report)
     write_summary(folder, report)
     write_json_atomic(folder / COMPLETE_MARKER, report)
-
-
-def incomplete_run(run: str) -> tuple[Path, RunConfig]:
-    """The folder and config of a run to resume; a complete run is refused."""
-    folder = existing_run(run)
-    if (folder / COMPLETE_MARKER).is_file():
-        raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
-    return folder, RunConfig.from_yaml(folder / "config.yaml")
 
 
 def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, method, forget_set, retain_set,

@@ -1,33 +1,82 @@
-"""A run's settings, resolved once: method class defaults < recipe `unlearn` < recipe `methods.<name>` <
-command line, checked before anything is written."""
+"""A run's settings, resolved once and checked before anything is written or loaded: method class defaults <
+recipe `unlearn` < recipe `methods.<name>` < command line. Every value is read through its declaration
+(erase/settings.py; a method's own in erase/methods/<method>.py), so a bad one is refused in one line that
+names the setting, the value, what is allowed and where it came from (`--set`, a flag, or the recipe file).
+
+Light at import (no torch): commands resolve and check everything here before they import the heavy stack.
+Commands that take a resolved RunConfig from elsewhere (config.yaml of a run to resume) call
+`check_run_settings(config, source)`; other commands check their own declarations with
+`erase.settings.check_values(DECLARED, values, source)`.
+"""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
+from erase.errors import UserError
+from erase.evaluate.fid_weights import inception_setting
 from erase.methods import make_method, method_class
-from erase.train import TrainSettings
+from erase.methods.selection import selection_class
+from erase.settings import CORE, EVALUATION, TRAINING, Setting, check_known, check_values
+from erase.tasks.base import OBJECTIVES
 
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSettings)} - {"progress", "checkpoint_every",
-                                                                      "mixed_precision"}
+# what a recipe section may set for the trainer (erase/train.py TrainSettings); everything else in `unlearn`
+# and `methods.<name>` is a method setting
+TRAIN_FIELDS = set(TRAINING) | {"steps", "lr", "batch_size", "seed"}
 CORE_TRAIN = ("steps", "lr", "batch_size", "seed")
+AXES = ("objective", "params")
+
+
+def recipe_where(recipe: Recipe) -> str:
+    return f"recipe {recipe.source}" if recipe.source else f"recipe {recipe.name}"
+
+
+def method_layers(recipe: Recipe, method: str) -> list[tuple[str, dict[str, Any]]]:
+    """The recipe's defaults for `method`, lowest first, each with where it is written: `unlearn`, then
+    `methods.<name>`; methods that train from scratch (settings_section "pretrain") take the training
+    settings of the recipe's `pretrain` section instead of `unlearn`."""
+    where = recipe_where(recipe)
+    if method_class(method).settings_section == "pretrain":
+        base = ("pretrain", {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS or k == "checkpoint_every"})
+    else:
+        base = ("unlearn", dict(recipe.unlearn))
+    return [(f"{where}, {base[0]}", base[1]), (f"{where}, methods.{method}", dict(recipe.methods.get(method) or {}))]
 
 
 def method_section(recipe: Recipe, method: str) -> dict[str, Any]:
-    """The recipe's defaults for `method`: `unlearn` < `methods.<name>`; methods that train from scratch
-    (settings_section "pretrain") take the training settings of the recipe's `pretrain` section instead."""
-    if method_class(method).settings_section == "pretrain":
-        base = {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS or k == "checkpoint_every"}
-    else:
-        base = dict(recipe.unlearn)
-    return {**base, **recipe.methods.get(method, {})}
+    """The recipe's defaults for `method`, merged (see method_layers)."""
+    merged: dict[str, Any] = {}
+    for _, layer in method_layers(recipe, method):
+        merged.update(layer)
+    return merged
+
+
+def core_settings(needs_steps: bool) -> dict[str, Setting]:
+    """steps, lr, batch_size, seed, checkpoint_every; methods whose set-up does the unlearning accept 0 steps."""
+    return CORE if needs_steps else {**CORE, "steps": dataclasses.replace(CORE["steps"], ge=0)}
 
 
 def check_steps(value: Any, allow_zero: bool) -> int:
     if allow_zero and str(value).strip() in ("0", "0.0"):
         return 0
     return check_positive("--steps", value)
+
+
+def check_axes(cls, objective: str | None, params: str | None):
+    """The objective and parameter selection a run will use; unknown names are refused here. Returns the
+    selection class (its settings are part of the run's)."""
+    if objective is not None and objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    return selection_class(params or cls.params)
+
+
+def split_layer(layer: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """A recipe layer as (core values, training settings, method settings); objective/params are left out."""
+    core = {k: v for k, v in layer.items() if k in CORE}
+    training = {k: v for k, v in layer.items() if k in TRAINING}
+    hyper = {k: v for k, v in layer.items() if k not in CORE and k not in TRAINING and k not in AXES}
+    return core, training, hyper
 
 
 def resolve_config(command: str, model: str, method: str, target: list[str], *, objective=None, params=None,
@@ -39,40 +88,76 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
     """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
 
     `methods.<name>` may set `objective` and `params` too (the method's axes for this model family).
+    `hyper`: the `--set` values (text, read by the declarations) or Python values.
     `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
     recipe = recipe or load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
+    layers = method_layers(recipe, method)
     section = method_section(recipe, method)
-    training = {k: v for k, v in section.items() if k in TRAIN_FIELDS and k not in CORE_TRAIN}
-    if gradient_checkpointing:
-        training["gradient_checkpointing"] = True
     # A recipe may also pick a method's objective and parameter selection for its family (SFR-on's reference
     # uses adaptive GA for CIFAR DDPMs, plain GA for DiT, a redirect loss for Stable Diffusion).
-    axes = ("objective", "params")
-    recipe_hyper = {k: v for k, v in section.items()
-                    if k not in TRAIN_FIELDS and k != "checkpoint_every" and k not in axes}
+    objective, params = objective or section.get("objective"), params or section.get("params")
+    selection_cls = check_axes(cls, objective, params)
+    declared = cls.declared_settings(selection_cls)
+    owner = f"method {method} with params {params or cls.params}"
+    core_declared = core_settings(cls.needs_steps)
+    core: dict[str, Any] = {"steps": 100, "lr": 1e-4, "batch_size": 32, "checkpoint_every": 0}
+    training: dict[str, Any] = {}
+    method_values: dict[str, Any] = {}
+    for where, layer in layers:
+        layer_core, layer_training, layer_hyper = split_layer(layer)
+        core.update(check_values(core_declared, layer_core, where))
+        training.update(check_values(TRAINING, layer_training, where))
+        method_values.update(check_values(declared, layer_hyper, where, owner))
+    method_values.update(check_values(declared, dict(hyper or {}), "--set", owner))
+    if gradient_checkpointing:
+        training["gradient_checkpointing"] = True
     config = RunConfig(
         command=command, model=model, method=method, target=[str(t) for t in target],
-        objective=objective or section.get("objective"), params=params or section.get("params"),
-        steps=check_steps(steps if steps is not None else section.get("steps", 100), not cls.needs_steps),
-        lr=check_positive("--lr", lr if lr is not None else section.get("lr", 1e-4), float),
-        batch_size=check_positive("--batch-size", batch_size if batch_size is not None
-                                  else section.get("batch_size", 32)),
-        seed=int(seed), training=training, hyper={**recipe_hyper, **(hyper or {})},
-        evaluate={**recipe.evaluate, **(evaluate or {})}, weights=weights, init=init, out=out,
-        checkpoint_every=int(checkpoint_every if checkpoint_every is not None
-                             else section.get("checkpoint_every", 0)),
+        objective=objective, params=params,
+        steps=check_steps(steps, not cls.needs_steps) if steps is not None else core["steps"],
+        lr=check_positive("--lr", lr, float) if lr is not None else core["lr"],
+        batch_size=check_positive("--batch-size", batch_size) if batch_size is not None else core["batch_size"],
+        seed=int(seed), training=training, hyper=method_values,
+        evaluate={**check_known(EVALUATION, recipe.evaluate, f"{recipe_where(recipe)}, evaluate"),
+                  **check_known(EVALUATION, evaluate or {}, "command line")},
+        weights=weights, init=init, out=out,
+        checkpoint_every=check_values(core_declared, {"checkpoint_every": checkpoint_every},
+                                      "--checkpoint-every")["checkpoint_every"] if checkpoint_every is not None
+        else core["checkpoint_every"],
         keep_checkpoints=keep_checkpoints, mixed_precision=mixed_precision, extra=dict(extra or {}),
     )
-    build_method(config)  # validates objective, params and every hyperparameter name now, before any work
+    build_method(config)  # every check the method itself makes, now, before any work
     return config, recipe
+
+
+def check_run_settings(config: RunConfig, source: str) -> RunConfig:
+    """Check every setting of an already resolved run (e.g. the config.yaml of a run to resume, `source`)
+    as resolve_config does: method and selection settings, training, evaluation and the core values.
+    Returns the config with the values typed; raises the one-line UserError naming `source`."""
+    cls = method_class(config.method)
+    selection_cls = check_axes(cls, config.objective, config.params)
+    declared = cls.declared_settings(selection_cls)
+    core = check_values(core_settings(cls.needs_steps), {"steps": config.steps, "lr": config.lr,
+                                                         "batch_size": config.batch_size, "seed": config.seed,
+                                                         "checkpoint_every": config.checkpoint_every}, source)
+    checked = dataclasses.replace(
+        config, **core, training=check_values(TRAINING, config.training, source),
+        hyper=check_values(declared, config.hyper, source, f"method {config.method} with params "
+                           f"{config.params or cls.params}"),
+        evaluate=check_known(EVALUATION, config.evaluate, source))
+    build_method(checked)
+    return checked
 
 
 def build_method(config: RunConfig):
     return make_method(config.method, config.objective, config.params, **config.hyper)
 
 
-def train_settings(config: RunConfig) -> TrainSettings:
+def train_settings(config: RunConfig):
+    """The trainer's settings (erase.train.TrainSettings) of a resolved run."""
+    from erase.train import TrainSettings
+
     return TrainSettings(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
                          checkpoint_every=config.checkpoint_every, mixed_precision=config.mixed_precision,
                          **config.training)
@@ -90,12 +175,10 @@ def evaluate_overrides(args) -> dict[str, Any]:
     """The evaluation options of a generator command (--samples, --forget-samples, FID settings)."""
     out = {}
     if args.samples is not None:
-        out["samples_per_class"] = args.samples
+        out["samples_per_class"] = check_positive("--samples", args.samples)
     if args.forget_samples is not None:
-        out["forget_samples"] = args.forget_samples
+        out["forget_samples"] = check_positive("--forget-samples", args.forget_samples)
     if args.inception_weights:
-        from erase.evaluate.fid import inception_setting
-
         out["inception_weights"] = inception_setting(args.inception_weights)
     if args.fid_mode:
         out["fid_mode"] = args.fid_mode

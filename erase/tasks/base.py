@@ -1,9 +1,12 @@
 """The Task contract: how one model family turns a batch into losses. Methods only combine them."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from erase.errors import UserError
+
+if TYPE_CHECKING:  # light at import: methods read OBJECTIVES before anything heavy is loaded
+    import torch
 
 # Forget objectives every task understands; a task may refuse one it cannot define (e.g. esd on a classifier).
 OBJECTIVES = ("ga", "relabel", "esd", "adaptive-ga")

@@ -25,7 +25,8 @@ from erase.config import Recipe, RECIPE_FILE, load_recipe
 from erase.errors import UserError
 from erase.models.convert import (ImportRequest, Imported, first_line, load_checked, named, pick_weights,
                                   read_checkpoint, unused_inputs)
-from erase.models.sd import RECOMPUTED_BUFFERS, bundle_from_parts, load_components, locate
+from erase.models import weights_folder
+from erase.models.sd import RECOMPUTED_BUFFERS, bundle_from_parts, load_components
 
 DEFAULT_RECIPE = "sd-v1-4"
 UNET, VAE, CLIP, OPEN_CLIP = "model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer.", \
@@ -72,7 +73,7 @@ def recipe_and_base(request: ImportRequest) -> tuple[Recipe, Path]:
     if request.base is not None:
         return recipe, request.base
     try:
-        return recipe, locate(recipe, None)
+        return recipe, weights_folder(recipe, None)
     except UserError as exc:
         raise UserError(f"{request.file} needs the Stable Diffusion model it belongs to (architecture, tokenizer, "
                         f"scheduler): pass --base DIR; {exc}") from None
