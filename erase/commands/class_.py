@@ -18,8 +18,8 @@ from erase.evaluate.fid_weights import find_inception_weights
 from erase.models import check_weights
 from erase.models.io import check_weight_files
 from erase.runs.console import print_run_result
-from erase.runs.folders import check_out_folder, incomplete_run
-from erase.runs.resolve import check_run_settings, evaluate_overrides, resolve_config, run_options
+from erase.runs.folders import check_out_folder
+from erase.runs.resolve import evaluate_overrides, resolve_config, resumable_run, run_options
 
 
 def check_class_run(config: RunConfig, recipe: Recipe) -> list[int]:
@@ -97,8 +97,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
 
 
 def resume_class(run: str, command_line: str) -> Path:
-    folder, config = incomplete_run(run)
-    config = check_run_settings(config, str(folder / "config.yaml"))
+    folder, config = resumable_run(run)
     recipe = load_recipe(config.model)
     return run_class(config, recipe, command_line, run_folder=folder)
 

@@ -22,8 +22,8 @@ from erase.data.worlds import world_names
 from erase.errors import UserError
 from erase.models import check_family_settings, check_weights
 from erase.runs.console import print_classify_result
-from erase.runs.folders import check_out_folder, incomplete_run
-from erase.runs.resolve import build_method, check_run_settings, resolve_config, run_options, train_settings
+from erase.runs.folders import check_out_folder
+from erase.runs.resolve import build_method, resolve_config, resumable_run, run_options, train_settings
 
 if TYPE_CHECKING:  # light at import: every argument is checked before torch is imported
     from erase.data.datasets import LabelledImages
@@ -199,8 +199,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
 
 
 def resume_classify(run: str, command_line: str) -> Path:
-    folder, config = incomplete_run(run)
-    config = check_run_settings(config, str(folder / "config.yaml"))
+    folder, config = resumable_run(run)
     return run_classify(config, load_recipe(config.model), command_line, run_folder=folder)
 
 

@@ -18,8 +18,8 @@ from erase.methods import method_class
 from erase.models import check_weights
 from erase.models.tiny_sd import apply_tiny
 from erase.runs.console import print_run_result
-from erase.runs.folders import check_out_folder, incomplete_run
-from erase.runs.resolve import build_method, check_run_settings, resolve_config, run_options
+from erase.runs.folders import check_out_folder
+from erase.runs.resolve import build_method, resolve_config, resumable_run, run_options
 
 
 def concept_recipe(model: str, tiny: bool, init: str) -> Recipe:
@@ -112,8 +112,7 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
 
 
 def resume_concept(run: str, command_line: str) -> Path:
-    folder, config = incomplete_run(run)
-    config = check_run_settings(config, str(folder / "config.yaml"))
+    folder, config = resumable_run(run)
     recipe = concept_recipe(config.model, bool(config.extra.get("tiny")), config.init)
     return run_concept(config, recipe, command_line, run_folder=folder)
 

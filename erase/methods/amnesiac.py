@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from erase.errors import UserError
-from erase.methods.registry import register
 from erase.methods.ft import FineTune
+from erase.methods.registry import register
 from erase.settings import Float, Text
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ frozen model's negatively guided prediction, eps*(null) - eta * (eps*(c) - eps*(
 `esd-x` trains the conditioning layers (cross-attention; for class-conditional models the class path),
 `esd-u` everything else; `esd` is esd-u, the variant the ESD authors use for objects and global concepts.
 """
-from erase.methods.registry import register
 from erase.methods.ga import GradientAscent
+from erase.methods.registry import register
 
 
 @register("esd")

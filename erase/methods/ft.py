@@ -1,6 +1,6 @@
 """Fine-tune: plain training on the retain data only (forgetting by catastrophic interference)."""
-from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.methods.registry import register
 
 
 @register("ft")

@@ -1,6 +1,6 @@
 """Gradient ascent: minimise the forget objective alone (default: minus the training loss)."""
-from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.methods.registry import register
 
 
 @register("ga")

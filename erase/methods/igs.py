@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.methods.registry import register
 from erase.settings import Choice, Float
 
 if TYPE_CHECKING:

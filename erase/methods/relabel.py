@@ -1,6 +1,6 @@
 """Relabel (SalUn's "RL"): forget samples trained toward another class, plus alpha times the retain loss."""
-from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.methods.registry import register
 from erase.settings import Float
 
 

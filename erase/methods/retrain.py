@@ -7,8 +7,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from erase.methods.registry import register
 from erase.methods.ft import FineTune
+from erase.methods.registry import register
 
 if TYPE_CHECKING:
     import torch

@@ -9,38 +9,20 @@ light at import: torch is imported by the functions that compute masks, so setti
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from erase.errors import UserError
+from erase.registry import Registry
 from erase.settings import Float, Setting
 
 if TYPE_CHECKING:
     import torch
 
 Masks = dict[str, "torch.Tensor"]
-_SELECTIONS: dict[str, type["Selection"]] = {}
-
-
-def register_selection(name: str) -> Callable[[type["Selection"]], type["Selection"]]:
-    def wrap(cls: type["Selection"]) -> type["Selection"]:
-        if "defaults" in vars(cls):  # the old way; nothing would read it, so a setting would silently vanish
-            raise TypeError(f"parameter selection {name}: declare its settings as `settings = (Float(...), ...)` "
-                            f"(erase/settings.py), not `defaults`")
-        cls.name = name
-        _SELECTIONS[name] = cls
-        return cls
-
-    return wrap
-
-
-def selection_names() -> list[str]:
-    return sorted(_SELECTIONS)
-
-
-def selection_class(name: str) -> type["Selection"]:
-    if name not in _SELECTIONS:
-        raise UserError(f"unknown parameter selection {name!r}: use one of {', '.join(selection_names())}")
-    return _SELECTIONS[name]
+SELECTIONS: Registry[type["Selection"]] = Registry("parameter selection")
+register_selection = SELECTIONS.register
+selection_names = SELECTIONS.names
+selection_class = SELECTIONS.get
 
 
 class Selection:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from erase.methods.registry import register
 from erase.methods.base import Method
+from erase.methods.registry import register
 from erase.settings import Bool, Float, Int
 
 

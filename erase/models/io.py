@@ -86,23 +86,35 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
-    """Missing, unexpected or mis-shaped tensors are errors, never warnings (no strict=False)."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
+SHOWN = 3  # keys named in an error
+
+
+def named(keys: list[str]) -> str:
+    """The first few keys, and how many more."""
+    return ", ".join(keys[:SHOWN]) + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
+
+
+def state_dict_problems(expected: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """Missing, unexpected and mis-shaped tensors of `state` against a model's state dict, the first few named."""
+    missing = sorted(k for k in expected if state.get(k) is None)
     unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    misshaped = sorted(k for k in expected if state.get(k) is not None
+                       and tuple(state[k].shape) != tuple(expected[k].shape))
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        problems.append(f"{len(missing)} missing ({named(missing)})")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        problems.append(f"{len(unexpected)} unexpected ({named(unexpected)})")
     if misshaped:
-        key = misshaped[0]
-        problems.append(
-            f"{len(misshaped)} mis-shaped (e.g. {key}: {tuple(state[key].shape)} "
-            f"!= {tuple(expected[key].shape)})"
-        )
+        shapes = "; ".join(f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+                           for k in misshaped[:SHOWN])
+        problems.append(f"{len(misshaped)} mis-shaped ({shapes})")
+    return problems
+
+
+def check_state_dict(model, state: dict[str, Any], where: Path) -> None:
+    """Missing, unexpected or mis-shaped tensors are errors, never warnings (no strict=False)."""
+    problems = state_dict_problems(model.state_dict(), state)
     if problems:
         raise UserError(
             f"weights in {where} do not match the model config: {'; '.join(problems)} tensors; "

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline,
-                       UNet2DConditionModel)
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 from erase.config import Recipe
 from erase.errors import UserError

@@ -14,7 +14,7 @@ from erase.config import Recipe, RunConfig
 from erase.evaluate.plots import run_plots
 from erase.evaluate.report import write_summary
 from erase.files import write_json_atomic, write_yaml_atomic
-from erase.runs.folders import COMPLETE_MARKER, create_run_folder, default_run_name, incomplete_run  # noqa: F401
+from erase.runs.folders import COMPLETE_MARKER, create_run_folder, default_run_name
 from erase.runs.processes import is_main, wait_for_everyone
 from erase.runs.reference import is_reference_run, retrained_reference
 from erase.runs.resolve import train_settings

@@ -24,8 +24,8 @@ from erase.config import Recipe, RunConfig
 from erase.methods import make_method
 from erase.models.io import load_strict
 from erase.runs.processes import is_main
-from erase.train import unlearn
 from erase.runs.resolve import resolve_config, train_settings
+from erase.train import unlearn
 
 RECORD = "RETRAIN.json"
 

@@ -150,6 +150,14 @@ def check_run_settings(config: RunConfig, source: str) -> RunConfig:
     return checked
 
 
+def resumable_run(run: str):
+    """(folder, config) of an interrupted run to resume, its config.yaml checked as a fresh run's settings are."""
+    from erase.runs.folders import incomplete_run
+
+    folder, config = incomplete_run(run)
+    return folder, check_run_settings(config, str(folder / "config.yaml"))
+
+
 def build_method(config: RunConfig):
     return make_method(config.method, config.objective, config.params, **config.hyper)
 

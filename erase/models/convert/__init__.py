@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 import erase
 from erase.config import Recipe, load_recipe
 from erase.errors import UserError
 from erase.models import GeneratorBundle, family_module
+from erase.models.io import SHOWN, state_dict_problems
 
 # kind -> converter module; each has convert(request) -> Imported and DEFAULT_RECIPE
 KINDS = {"ddpm-seed": "erase.models.convert.ddpm_seed", "sd": "erase.models.convert.sd",
@@ -36,7 +38,6 @@ KINDS = {"ddpm-seed": "erase.models.convert.ddpm_seed", "sd": "erase.models.conv
 # recipe family -> the kind a single --weights FILE of it is (where that is unambiguous)
 FAMILY_KINDS = {"ddpm-seed": "ddpm-seed", "sd": "sd", "dit": "dit"}
 RECORD = "IMPORT.json"
-SHOWN = 3  # keys named in an error
 
 
 @dataclass
@@ -144,30 +145,8 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
 
 
 # -- checking -----------------------------------------------------------------------------------------------
-def named(keys: list[str]) -> str:
-    return ", ".join(keys[:SHOWN]) + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
-
-
-def key_problems(expected: dict[str, torch.Tensor], state: dict[str, Any]) -> list[str]:
-    """Missing, unexpected and mis-shaped keys of `state` against a model's state dict (the first few)."""
-    missing = sorted(k for k in expected if state.get(k) is None)
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(k for k in expected if state.get(k) is not None
-                       and tuple(state[k].shape) != tuple(expected[k].shape))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({named(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected ({named(unexpected)})")
-    if misshaped:
-        shapes = "; ".join(f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
-                           for k in misshaped[:SHOWN])
-        problems.append(f"{len(misshaped)} mis-shaped ({shapes})")
-    return problems
-
-
 def check_keys(model: torch.nn.Module, state: dict[str, Any], what: str, hint: str = "") -> None:
-    problems = key_problems(model.state_dict(), state)
+    problems = state_dict_problems(model.state_dict(), state)
     if problems:
         raise UserError(f"{what} does not match {type(model).__name__}: {'; '.join(problems)}"
                         + (f"; {hint}" if hint else ""))
@@ -220,8 +199,30 @@ def with_changes(recipe: Recipe, **changes: Any) -> Recipe:
     return dataclasses.replace(recipe, **changes)
 
 
-def default_recipe(request: ImportRequest, name: str) -> Recipe:
-    return request.recipe if request.recipe is not None else load_recipe(name)
+def default_recipe(request: ImportRequest, name: str, family: str) -> Recipe:
+    """--recipe, else the kind's default recipe; it must be of the kind's family."""
+    recipe = request.recipe if request.recipe is not None else load_recipe(name)
+    if recipe.family != family:
+        raise UserError(f"recipe {recipe.name} is a {recipe.family} model; --as {request.kind} needs a {family} "
+                        f"recipe (e.g. {name})")
+    return recipe
+
+
+def read_config(path: Path, example: str) -> dict[str, Any]:
+    """--config: a YAML mapping (`example` shows what one looks like)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read --config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} is not a YAML mapping (e.g. {example})")
+    return data
+
+
+def read_weights(request: ImportRequest) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, which weights) of a single-model checkpoint, without DataParallel's `module.` prefix."""
+    state, which = pick_weights(read_checkpoint(request.file), request.ema, request.file)
+    return strip_prefix(state, "module."), which
 
 
 # -- writing ------------------------------------------------------------------------------------------------

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from diffusers import DDIMScheduler
 
 from erase.config import Recipe
 from erase.errors import UserError
-from erase.models.convert import (ImportRequest, Imported, default_recipe, load_checked, pick_weights,
-                                  read_checkpoint, strip_prefix, with_changes)
+from erase.models.convert import (Imported, ImportRequest, default_recipe, load_checked, read_config, read_weights,
+                                  with_changes)
 from erase.models.ddpm_seed import SeedConditionalUNet, bundle_from_parts
 
 DEFAULT_RECIPE = "ddpm-cifar10"
@@ -57,12 +56,7 @@ def value(part: dict, key: str, where: str, path: Path) -> Any:
 
 def settings_from_seed_config(path: Path) -> dict[str, Any]:
     """Architecture, image shape, classes, betas and label dropout from the seed run's YAML config."""
-    try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read --config {path}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise UserError(f"--config {path} is not a YAML mapping")
+    config = read_config(path, "the seed run's config.yml: model, data, diffusion")
     model, data, diffusion = (section(config, n, path) for n in ("model", "data", "diffusion"))
     if model.get("type", "simple") != "simple":
         raise UserError(f"--config {path}: model.type {model['type']!r} is not supported (the ddpm-seed family is "
@@ -117,14 +111,10 @@ def class_width_hint(state: dict, ch: int) -> str:
 
 
 def convert(request: ImportRequest) -> Imported:
-    recipe = default_recipe(request, DEFAULT_RECIPE)
-    if recipe.family != "ddpm-seed":
-        raise UserError(f"recipe {recipe.name} is a {recipe.family} model; a ddpm-seed import needs a ddpm-seed "
-                        f"recipe (e.g. {DEFAULT_RECIPE})")
+    recipe = default_recipe(request, DEFAULT_RECIPE, "ddpm-seed")
     settings = settings_from_seed_config(request.config) if request.config else settings_from_recipe(recipe)
     check_recipe_agrees(recipe, settings)
-    state, which = pick_weights(read_checkpoint(request.file), request.ema, request.file)
-    state = strip_prefix(state, "module.")
+    state, which = read_weights(request)
     unet = SeedConditionalUNet(sample_size=settings["resolution"], in_channels=settings["channels"],
                                out_channels=settings["channels"], num_classes=settings["num_classes"],
                                **settings["architecture"])

@@ -20,16 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from diffusers import AutoencoderKL, DiTTransformer2DModel
 
 from erase.config import Recipe
 from erase.errors import UserError
-from erase.models.convert import (ImportRequest, Imported, default_recipe, load_checked, named,
-                                  pick_weights, read_checkpoint, unused_inputs, with_changes)
+from erase.models.convert import (Imported, ImportRequest, default_recipe, load_checked, read_config, read_weights,
+                                  unused_inputs, with_changes)
 from erase.models.ddpm import build_scheduler
 from erase.models.dit import bundle_from_parts
-from erase.models.io import load_strict
+from erase.models.io import load_strict, named
 
 DEFAULT_RECIPE = "dit-imagenet"
 # the official model sizes: name -> (depth, hidden size, heads)
@@ -83,13 +82,7 @@ def read_settings(path: Path | None) -> dict[str, Any]:
     """--config: DiT's own names (model: DiT-XL/2, image_size) or DiTTransformer2DModel's."""
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read --config {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"--config {path} is not a YAML mapping (e.g. model: DiT-XL/2, image_size: 256)")
-    return data
+    return read_config(path, "model: DiT-XL/2, image_size: 256")
 
 
 def official_size(name: str) -> tuple[int, int, int, int]:
@@ -179,12 +172,8 @@ def find_vae(request: ImportRequest, recipe: Recipe, in_channels: int):
 
 
 def convert(request: ImportRequest) -> Imported:
-    recipe = default_recipe(request, DEFAULT_RECIPE)
-    if recipe.family != "dit":
-        raise UserError(f"recipe {recipe.name} is a {recipe.family} model; --as dit needs a dit recipe "
-                        f"(e.g. {DEFAULT_RECIPE})")
-    state, which = pick_weights(read_checkpoint(request.file), request.ema, request.file)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    recipe = default_recipe(request, DEFAULT_RECIPE, "dit")
+    state, which = read_weights(request)
     depth = block_count(state, request.file)
     expected, found = set(official_keys(depth)), set(state) - {"pos_embed"}
     missing, unexpected = sorted(expected - found), sorted(found - expected)

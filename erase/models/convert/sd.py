@@ -19,13 +19,14 @@ from pathlib import Path
 
 from diffusers import UNet2DConditionModel
 from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
-                                                 convert_ldm_vae_checkpoint)
+                                                convert_ldm_vae_checkpoint)
 
-from erase.config import Recipe, RECIPE_FILE, load_recipe
+from erase.config import RECIPE_FILE, Recipe, load_recipe
 from erase.errors import UserError
-from erase.models.convert import (ImportRequest, Imported, first_line, load_checked, named, pick_weights,
-                                  read_checkpoint, unused_inputs)
 from erase.models import weights_folder
+from erase.models.convert import (Imported, ImportRequest, first_line, load_checked, pick_weights, read_checkpoint,
+                                  unused_inputs)
+from erase.models.io import named
 from erase.models.sd import RECOMPUTED_BUFFERS, bundle_from_parts, load_components
 
 DEFAULT_RECIPE = "sd-v1-4"
