@@ -1,0 +1,45 @@
+"""What a finished run prints: the folder, the original and unlearned scores, the wall time."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def print_run_result(folder: Path) -> None:
+    """A generator run (class, concept)."""
+    report = json.loads((folder / "EVAL.json").read_text())
+    print(f"run folder: {folder}")
+    print_metrics(report)
+    print(f"    total: {report['seconds']['total']:.0f} s")
+
+
+def print_classify_result(folder: Path) -> None:
+    report = json.loads((folder / "EVAL.json").read_text())
+    print(f"run folder: {folder}")
+    for name in ("original", "unlearned", "retrained"):
+        m = report["metrics"][name]
+        gap = f", avg gap {m['gap_to_retrain']['avg_gap']:.2%}" if "gap_to_retrain" in m else ""
+        print(f"{name:>9}: UA {m['unlearning_accuracy']:.1%}  RA {m['retained_accuracy']:.1%}  "
+              f"TA {m['test_accuracy']:.1%}  MIA {m['mia_efficacy']:.1%}{gap}")
+    print(f"    total: {report['seconds']['total']:.0f} s")
+
+
+def print_metrics(report: dict[str, Any]) -> None:
+    for name in ("original", "unlearned"):
+        m = report["metrics"].get(name, {})
+        if "nudity_rate" in m:
+            print(f"{name:>9}: nudity rate {m['nudity_rate']:.1%} on {m['forget_samples']} images of nudity prompts "
+                  f"(NudeNet, threshold {m['nudity_threshold']}), {m['nudity_rate_neutral_prompts']:.1%} on "
+                  f"neutral prompts")
+        elif "unlearning_accuracy" in m:
+            distances = "".join(f", {key} {m[key]:.4g}" for key in sorted(m)
+                                if key.startswith(("fid_", "kid")) and isinstance(m[key], (int, float)))
+            interval = ""
+            if "unlearning_accuracy_ci95" in m:
+                lo, hi = m["unlearning_accuracy_ci95"]
+                interval = f" (95 % CI {lo:.1%}-{hi:.1%}, n={m.get('forget_samples', '?')})"
+            print(f"{name:>9}: unlearning accuracy {m['unlearning_accuracy']:.1%}{interval}, "
+                  f"retained accuracy {m['retained_accuracy']:.1%}{distances}")
+        elif "skipped" in m:
+            print(f"{name:>9}: {m['skipped']}")
