@@ -118,6 +118,20 @@ def test_default_architecture_follows_the_resolution():
     assert mine["down_block_types"] == ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
 
 
+def test_flip_augmentation_mirrors_about_half_the_images():
+    from erase.errors import UserError
+    from erase.tasks.denoising import augmentation
+
+    images = torch.arange(64 * 4, dtype=torch.float32).reshape(64, 1, 1, 4)
+    torch.manual_seed(0)
+    out = augmentation("flip")(images)
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    assert ((out == images).flatten(1).all(1) | mirrored).all() and 16 < int(mirrored.sum()) < 48
+    assert augmentation(None) is None
+    with pytest.raises(UserError, match="unknown augment 'rotate'"):
+        augmentation("rotate")
+
+
 def test_interrupted_generator_resumes_to_the_same_weights(cli, workdir, letters, monkeypatch):
     from erase.pretraining.generator_job import GridHook
 
@@ -193,6 +207,22 @@ def test_class_takes_a_probe_for_a_folder_model_and_refuses_one_of_other_classes
           workdir, before)
     _fail(cli("eval", "--model", tiny_generator, "--original", tiny_generator, "--forget", "A", "--probe",
               "other-probe"), words, workdir, before)
+
+
+def test_eval_judges_a_bare_diffusers_folder_as_the_originals_architecture(cli, workdir, tiny_generator):
+    import shutil
+
+    bare = workdir / "bare"  # a pipeline saved elsewhere: no erase recipe, no run around it
+    shutil.copytree(tiny_generator, bare, ignore=shutil.ignore_patterns("erase_recipe.yaml", "pretrain.yaml",
+                                                                        "PRETRAIN.json", "grids"))
+    code, out, err = cli("eval", "--model", bare, "--original", tiny_generator, "--forget", "T", "--samples", "1",
+                         "--forget-samples", "2", "--out", "judged", "--label", "theirs")
+    assert code == 0, err
+    report = json.loads((workdir / "judged" / "EVAL.json").read_text())
+    assert report["method"] == "theirs" and report["unlearned_model"] == str(bare.resolve())
+    assert report["target"] == {"kind": "class", "value": 2, "name": "T"} and "provenance" not in report
+    assert "skipped" in report["metrics"]["unlearned"]  # no probe linked: grids only, and the reason
+    assert (workdir / "judged" / "grids" / "after.png").is_file()
 
 
 def test_eval_refuses_two_models_of_different_kinds(cli, workdir, tiny_generator):
@@ -301,9 +331,13 @@ def test_cifar10_recipe_trains_with_salun_settings_on_cifar_batches(cli, workdir
 
     # the same job on a recipe of that shape shrunk to run here: CIFAR-10 batches in, a model folder out
     shrunk = yaml.safe_load((PIPELINES_DIR / "ddpm-cifar10.yaml").read_text())
-    shrunk.update(name="cifar-small", weights="$ERASE_MODELS/cifar-small",
-                  architecture=ddpm_architecture(32, ArchitectureOptions(width=8, channel_mult=[1, 2])),
-                  sampling={"num_inference_steps": 2, "guidance_scale": 3.0, "eta": 0.0})
+    if shrunk["family"] == "ddpm":
+        architecture = ddpm_architecture(32, ArchitectureOptions(width=8, channel_mult=[1, 2]))
+    else:  # the seed repos' UNet (family ddpm-seed), at a width that runs here
+        architecture = {**shrunk["architecture"], "ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
+                        "attn_resolutions": [], "class_embed_dim": 16, "norm_num_groups": 4}
+    shrunk.update(name="cifar-small", weights="$ERASE_MODELS/cifar-small", architecture=architecture,
+                  sampling={**shrunk["sampling"], "num_inference_steps": 2})
     shrunk["pretrain"].update(steps=2, batch_size=4, grid_every=1, checkpoint_every=1)
     (workdir / "cifar-small.yaml").write_text(yaml.safe_dump(shrunk))
     write_fake_cifar(workdir / "cifar")

@@ -161,6 +161,7 @@ def recipe_generator(args, recipe, command_line: str) -> dict | None:
     if options.flip:
         section["augment"] = "flip"
     seed = args.seed if args.seed is not None else int(section.get("seed", 0))
+    section["seed"] = seed
     out = Path(args.out).expanduser() if args.out else recipe.weights_dir
     if out is None or PIPELINES_DIR.resolve() in out.resolve().parents:
         raise UserError(f"pass --out DIR: {recipe.name}'s weights folder {out} holds the shipped weights")

@@ -191,10 +191,6 @@ class DataSummary:
         total = sum(self.counts.values())
         return total if self.layout == "train/test" else total - int(round(TEST_FRACTION * total))
 
-    def as_dict(self) -> dict:
-        return {"folder": str(self.root), "layout": self.layout, "classes": list(self.class_names),
-                "image_files": dict(self.counts), "median_side": self.median_side, "channels": self.channels}
-
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

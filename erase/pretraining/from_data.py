@@ -9,7 +9,7 @@ starts from settings that were measured somewhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from erase.config import Recipe, load_recipe
@@ -74,7 +74,6 @@ class TrainingOptions:
     flip: bool = False
     checkpoint_every: int | None = None
     grid_every: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def epochs_to_steps(epochs: int, images: int, batch_size: int, minimum: int) -> int:

@@ -12,6 +12,7 @@ clipping, accelerate processes and mixed precision come with it).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -112,24 +113,19 @@ def training_images(recipe: Recipe):
     return recipe_labels(train, recipe, Path(recipe.data))
 
 
-def check_probe(recipe: Recipe) -> tuple[Any, str]:
-    """The linked probe, loaded and matched to the generator (classes, size, colour), or None and why."""
-    return load_probe(recipe)
-
-
 def run_job(folder: Path, data=None) -> dict[str, Any] | None:
     """Train (or continue) the job in `folder`; the main process then saves the model and returns the record.
     `data`: the training images when the caller has read them already."""
     started = time.perf_counter()
     job, recipe = read_job(folder)
     data = data if data is not None else training_images(recipe)
-    probe, reason = check_probe(recipe)
+    probe, reason = load_probe(recipe)  # matched to the generator: classes, image size, colour
     seed, section = int(job["seed"]), recipe.pretrain
     torch.manual_seed(seed)
     bundle = family_module(recipe).load(recipe, None)
     task = denoising_task(bundle)
     task.augment = augmentation(section.get("augment"))
-    settings = settings_from(section, seed)
+    settings = settings_from({**section, "seed": seed}, seed)  # the job's seed, whatever the recipe says
     settings.checkpoint_every = int(section.get("checkpoint_every", 0))
     settings.mixed_precision = job.get("mixed_precision", "no")
     grids = GridHook(bundle.pipeline, recipe, folder, int(section.get("grid_every", 0)), seed)
@@ -140,23 +136,9 @@ def run_job(folder: Path, data=None) -> dict[str, Any] | None:
         wait_for_everyone()
         return None
     final_grid = grids.draw(bundle.denoiser, "final", f"final (EMA) after {len(result.history)} steps")
-    tail = result.history[-100:]
-    record = {
-        "command": job["command"],
-        "seed": seed,
-        "steps": len(result.history),
-        "resumed_from": result.resumed_from,
-        "batch_size": settings.batch_size, "lr": settings.lr, "ema_decay": settings.ema_decay,
-        "augment": section.get("augment", "none"),
-        "processes": result.processes, "mixed_precision": settings.mixed_precision,
-        "train_seconds": round(result.train_seconds, 1),
-        "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
-        "parameters": sum(p.numel() for p in bundle.denoiser.parameters()),
-        "data": {"folder": recipe.data, "classes": list(recipe.class_names), "train_images": len(data),
-                 "resolution": recipe.resolution, "channels": recipe.channels},
-        "grids": str(final_grid.relative_to(folder)),
-        "probe": {"folder": str(recipe.probe_dir) if recipe.probe else None},
-    }
+    record = job_record(job, recipe, bundle, result, settings, len(data))
+    record["grids"] = str(final_grid.relative_to(folder))
+    record["probe"] = {"folder": str(recipe.probe_dir) if recipe.probe else None}
     if probe is not None:
         record["probe"]["test_accuracy"] = probe_test_accuracy(recipe.probe_dir)
         scored = recipe if not job.get("score_samples") else dataclasses.replace(
@@ -171,9 +153,26 @@ def run_job(folder: Path, data=None) -> dict[str, Any] | None:
     return record
 
 
-def probe_test_accuracy(folder: Path | None) -> float | None:
-    import json
+def job_record(job: dict, recipe: Recipe, bundle, result, settings, train_images: int) -> dict[str, Any]:
+    """PRETRAIN.json's account of the training: command, steps, settings, time, final loss, data."""
+    tail = result.history[-100:]
+    return {
+        "command": job["command"],
+        "seed": settings.seed,
+        "steps": len(result.history),
+        "resumed_from": result.resumed_from,
+        "batch_size": settings.batch_size, "lr": settings.lr, "ema_decay": settings.ema_decay,
+        "augment": recipe.pretrain.get("augment", "none"),
+        "processes": result.processes, "mixed_precision": settings.mixed_precision,
+        "train_seconds": round(result.train_seconds, 1),
+        "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
+        "parameters": sum(p.numel() for p in bundle.denoiser.parameters()),
+        "data": {"folder": recipe.data, "classes": list(recipe.class_names), "train_images": train_images,
+                 "resolution": recipe.resolution, "channels": recipe.channels},
+    }
 
+
+def probe_test_accuracy(folder: Path | None) -> float | None:
     record = folder / RECORD_NAME if folder else None
     if record is None or not record.is_file():
         return None
@@ -203,7 +202,7 @@ def pretrain_generator(out: Path, recipe: Recipe, command: str, seed: int, mixed
     """A new job: everything is checked (data read, probe matched) before the folder exists; then train."""
     check_out(out, overwrite)
     data = training_images(recipe)  # unreadable images, unknown classes... fail here, before the folder exists
-    check_probe(recipe)
+    load_probe(recipe)
     augmentation(recipe.pretrain.get("augment"))
     folder = shared_folder(lambda: start_job(out, recipe, command, seed, mixed_precision, overwrite,
                                              keep_checkpoints, score_samples))
