@@ -104,6 +104,20 @@ def test_generator_folder_is_a_model_with_its_data_and_sized_architecture(tiny_g
     assert (tiny_generator / "grids" / "final.png").is_file()
 
 
+def test_synthetic_folders_are_reproducible_and_summarised(tmp_path):
+    from erase.data.images import default_resolution, summarize_data
+    from erase.data.synthetic import PATTERNS, write_patterns
+
+    a = write_patterns(tmp_path / "a", 3, per_class=2, size=24, seed=5)
+    b = write_patterns(tmp_path / "b", 3, per_class=2, size=24, seed=5)
+    assert [p.read_bytes() for p in sorted(a.rglob("*.png"))] == [p.read_bytes() for p in sorted(b.rglob("*.png"))]
+    patterns = summarize_data(a)
+    assert patterns.class_names == sorted(PATTERNS[:3]) and patterns.channels == 3 and patterns.median_side == 24
+    assert default_resolution(patterns.median_side) == 32
+    letters = summarize_data(write_letters(tmp_path / "l", "XY", per_class=3, split=1 / 3))
+    assert letters.layout == "train/test" and letters.channels == 1 and letters.train_images == 4
+
+
 def test_default_architecture_follows_the_resolution():
     from erase.pretraining.from_data import ArchitectureOptions, ddpm_architecture
 
