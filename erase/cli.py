@@ -70,6 +70,12 @@ def add_fid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-mode", choices=["clean", "legacy_tensorflow"], help="clean-fid mode (default clean)")
 
 
+def add_eval_prompts_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-prompts", metavar="FILE.csv", help="judge the concept on the rows of an I2P-style CSV: "
+                   "column prompt, and evaluation_seed, evaluation_guidance, categories when present (each row's "
+                   "own seed and guidance scale, as the ESD and SalUn nudity evaluations)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="erase", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.description = ("Make a trained image generator or classifier forget a class or a concept, "
@@ -106,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "value), otherwise a prompt that replaces every anchor prompt")
     p.add_argument("--tiny", action="store_true", help="with --init random: a tiny random SD stack (tests, timing)")
     p.add_argument("--images-per-prompt", type=int, help="evaluation images per evaluation prompt")
+    add_eval_prompts_option(p)
     add_run_options(p, sampling=False)
 
     p = sub.add_parser("sample", help="sample a grid from a model: one row per class or per prompt")
@@ -122,14 +129,33 @@ def build_parser() -> argparse.ArgumentParser:
                    "dit model (converted on load)")
     p.add_argument("--init", default="pretrained", choices=["pretrained", "random"])
 
-    p = sub.add_parser("eval", help="re-score a finished run (original and unlearned model) with new samples")
-    p.add_argument("--run", required=True, metavar="RUN", help="a finished run folder (runs/<run>)")
-    p.add_argument("--samples", type=int, help="samples per retained class (default: the run's)")
-    p.add_argument("--forget-samples", type=int, help="samples of the forgotten class (default: the run's)")
-    p.add_argument("--seed", type=int, help="seed of the evaluation samples (default: the run's)")
+    p = sub.add_parser("eval", help="re-score a finished run, or judge an unlearned model made elsewhere against "
+                       "its original")
+    p.add_argument("--run", metavar="RUN", help="re-score a finished run folder (runs/<run>)")
+    p.add_argument("--model", metavar="UNLEARNED", help="judge this unlearned model (a model folder or name) "
+                   "against --original; writes a run folder that `erase compare` tables with erase's runs")
+    p.add_argument("--original", metavar="ORIGINAL", help="with --model: the model it was unlearned from (its "
+                   "recipe gives the classes, probe, data and sampling settings)")
+    p.add_argument("--forget", action="append", help="with --model, class-conditional models: the forgotten class "
+                   "(id or name; repeat for several)")
+    p.add_argument("--prompt", help="with --model, text-to-image models: the erased concept, e.g. nudity")
+    p.add_argument("--probe", metavar="PATH", help="with --model: the probe that judges samples (default: the "
+                   "original's)")
+    p.add_argument("--data", metavar="DIR", help="with --model: the real images FID compares with (default: the "
+                   "original's data)")
+    p.add_argument("--label", help="with --model: the name of the unlearned model in EVAL.json and compare tables "
+                   "(default: the method of the erase run it comes from, else 'external')")
+    add_eval_prompts_option(p)
+    p.add_argument("--images-per-prompt", type=int, help="text-to-image: evaluation images per prompt")
+    p.add_argument("--out", help="with --model: the run folder (default runs/<date>-<original>-<label>-<target>)")
+    p.add_argument("--overwrite", action="store_true", help="with --model: replace --out if it exists")
+    p.add_argument("--samples", type=int, help="samples per retained class (default: the run's or recipe's)")
+    p.add_argument("--forget-samples", type=int, help="samples of the forgotten class (default: the run's or "
+                   "recipe's)")
+    p.add_argument("--seed", type=int, help="seed of the evaluation samples (default: the run's, else 0)")
     add_fid_options(p)
-    p.add_argument("--update", action="store_true", help="make these scores the run's EVAL.json (the old one "
-                   "is kept under evals/) and redraw its grids, plots and SUMMARY.md")
+    p.add_argument("--update", action="store_true", help="with --run: make these scores the run's EVAL.json (the "
+                   "old one is kept under evals/) and redraw its grids, plots and SUMMARY.md")
 
     p = sub.add_parser("compare", help="one table (markdown + CSV) and plots over several finished runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. runs/*")
@@ -157,16 +183,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="import the raw weights even when the file has EMA ones")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
-    p = sub.add_parser("pretrain", help="rebuild an embedded model (and its probe) from scratch")
-    p.add_argument("name", help="an embedded model, e.g. ddpm-digits")
+    p = sub.add_parser("pretrain", help="train a model from scratch: an embedded model, or a generator and the "
+                       "probe that judges it on your own data")
+    p.add_argument("name", nargs="?", help="an embedded model (e.g. ddpm-digits), a recipe with a pretrain section "
+                   "(resnet18-cifar10, ddpm-cifar10 --data DIR), `ddpm` (a class-conditional DDPM of --data) or "
+                   "`probe` (the classifier that judges samples of --data)")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int, help="override the recipe's training steps")
     p.add_argument("--rescore", action="store_true", help="generators: score the shipped weights again with the "
                    "recipe's current sampling settings and update PRETRAIN.json, without training")
-    p.add_argument("--data", metavar="DIR", help="classifiers: train on this dataset folder (needs --out "
-                   "for an embedded model)")
-    p.add_argument("--out", metavar="DIR", help="classifiers: write the model here instead of its recipe's "
-                   "weights folder")
+    p.add_argument("--data", metavar="DIR", help="the dataset: CIFAR-10 python batches or an ImageFolder "
+                   "(DIR/<class>/*, or DIR/train + DIR/test); class names are the folder names")
+    p.add_argument("--out", metavar="DIR", help="the model folder to write (ddpm, probe: required; a recipe: "
+                   "default its weights folder)")
+    p.add_argument("--overwrite", action="store_true", help="ddpm, probe, ddpm-cifar10: replace --out if it exists")
+    own = p.add_argument_group("a generator or probe of your data (ddpm, probe, ddpm-cifar10 --data)")
+    own.add_argument("--resolution", type=int, help="image side (default: the data's median side rounded to a "
+                     "power of two, 8 to 64)")
+    own.add_argument("--channels", type=int, choices=[1, 3], help="1 grayscale, 3 RGB (default: 1 when the images "
+                     "are grayscale)")
+    own.add_argument("--batch-size", type=int)
+    own.add_argument("--lr", type=float)
+    own.add_argument("--ema-decay", type=float, help="generators: EMA of the weights (0: none)")
+    own.add_argument("--flip", action="store_true", help="generators: random horizontal flips (not for letters "
+                     "or digits)")
+    own.add_argument("--width", type=int, help="ddpm: channels of the UNet's first level (default 32 up to "
+                     "16 px, 128 above)")
+    own.add_argument("--channel-mult", metavar="M,M,...", help="ddpm: channels per level as multiples of --width; "
+                     "the number of levels (default 1,2,2 at 16 px, 1,2,2,2 at 32 px)")
+    own.add_argument("--layers-per-block", type=int, help="ddpm: ResNet layers per level (default 1 up to 16 px, "
+                     "2 above)")
+    own.add_argument("--attention", metavar="SIDES", help="ddpm: level sides with self-attention, e.g. 16 or "
+                     "16,8; none (default: none up to 16 px, 16 above)")
+    own.add_argument("--probe", metavar="DIR", help="ddpm, ddpm-cifar10: the probe (from `pretrain probe`) that "
+                     "judges the generator; erase class uses it with no other flag")
+    own.add_argument("--arch", choices=["small-cnn", "resnet34-cifar"], help="probe: the classifier (default: "
+                     "small-cnn up to 16 px, resnet34-cifar above)")
+    own.add_argument("--score-samples", type=int, metavar="N", help="generators with a probe: samples per class "
+                     "of the probe score in PRETRAIN.json (default: the recipe's evaluation samples)")
+    own.add_argument("--grid-every", type=int, metavar="N", help="generators: a sample grid every N steps into "
+                     "OUT/grids/")
+    own.add_argument("--checkpoint-every", type=int, metavar="N", help="generators: resumable state every N steps")
+    own.add_argument("--keep-checkpoints", action="store_true", help="generators: keep OUT/checkpoints at the end")
+    own.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
+                     help="generators: autocast the training step through accelerate")
+    own.add_argument("--resume", metavar="DIR", help="continue an interrupted generator job (its --out) from "
+                     "its last checkpoint")
     log = p.add_argument_group("amnesiac update logs (classifiers)")
     log.add_argument("--log-updates", action="store_true", help="store the parameter update of every batch that "
                      "holds a logged sample (for --method amnesiac / partial-amnesiac)")

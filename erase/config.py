@@ -118,6 +118,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def recipe_from_dict(data: dict[str, Any], source: Path) -> Recipe:
+    """A recipe from its mapping (a recipe file's content); `source` anchors its relative paths."""
+    return _recipe_from_dict(data, source)
+
+
 def _recipe_from_dict(data: dict[str, Any], source: Path) -> Recipe:
     known = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(data) - known)

@@ -162,7 +162,7 @@ def test_sample_bad_input(cli, workdir, argv, words):
 def test_pretrain_refuses_unknown_and_real_models(cli, workdir):
     before = files_under(workdir)
     _assert_clean_failure(cli("pretrain", "nope"), "unknown model", workdir, before)
-    _assert_clean_failure(cli("pretrain", "ddpm-cifar10"), "has no pretrain recipe", workdir, before)
+    _assert_clean_failure(cli("pretrain", "ddpm-cifar10"), "pretrain ddpm-cifar10 --data DIR", workdir, before)
     _assert_clean_failure(cli("pretrain", "digits-cnn", "--rescore"), "--rescore needs an embedded generator",
                           workdir, before)
 

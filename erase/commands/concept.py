@@ -35,12 +35,16 @@ def concept_recipe(model: str, tiny: bool, init: str) -> Recipe:
 
 
 def resolve_concept_config(command: str, model: str, method: str, concept: str | None, tiny: bool = False,
-                           anchor: str | None = None, **options) -> tuple[RunConfig, Recipe]:
+                           anchor: str | None = None, eval_prompts: str | None = None,
+                           **options) -> tuple[RunConfig, Recipe]:
     concept = check_concept(concept)
     recipe = concept_recipe(model, tiny, options.get("init", "pretrained"))
-    config, recipe = resolve_config(command, model, method, [concept], recipe=recipe,
-                                    extra={"tiny": tiny, "anchor": anchor}, **options)
-    concept_prompts(recipe, concept, anchor)  # an unknown concept or anchor fails here, before any work
+    extra = {"tiny": tiny, "anchor": anchor}
+    if eval_prompts:
+        extra["eval_prompts"] = str(Path(eval_prompts).expanduser().resolve())
+    config, recipe = resolve_config(command, model, method, [concept], recipe=recipe, extra=extra, **options)
+    # an unknown concept or anchor, or a bad prompt CSV, fails here, before any work
+    concept_prompts(recipe, concept, anchor, extra.get("eval_prompts"))
     return config, recipe
 
 
@@ -60,7 +64,7 @@ def check_concept_run(config: RunConfig, recipe: Recipe) -> tuple[str, ConceptPr
     """What needs no model, before the heavy imports: the concept and its prompts, what the method needs from
     them, and the weights files. Returns the concept and its prompts."""
     concept = check_concept(config.target[0] if config.target else None)
-    prompts = concept_prompts(recipe, concept, config.extra.get("anchor"))
+    prompts = concept_prompts(recipe, concept, config.extra.get("anchor"), config.extra.get("eval_prompts"))
     method = method_class(config.method)
     if not method.needs_steps or method.settings_section == "pretrain":
         raise UserError(f"method {config.method} works on the model's training data (logged updates or "
@@ -125,8 +129,8 @@ def main(args, command_line: str) -> int:
         if args.images_per_prompt is not None:
             evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
         config, recipe = resolve_concept_config(
-            "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor, seed=args.seed,
-            evaluate=evaluate, **run_options(args))
+            "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor,
+            eval_prompts=args.eval_prompts, seed=args.seed, evaluate=evaluate, **run_options(args))
         folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
     from erase.runs.processes import is_main
 

@@ -51,6 +51,32 @@ def training_data(recipe: Recipe, config: RunConfig, forget: list[int]):
     return split_by_classes(recipe_labels(train, recipe, folder), forget), str(folder.resolve())
 
 
+def real_images(recipe: Recipe, data: str | None = None) -> LabelledImages | None:
+    """The real images FID compares samples with: the embedded world, else the data folder (--data, then the
+    recipe's; train and test split together); None when the model has neither."""
+    import torch
+
+    from erase.data.datasets import LabelledImages
+    from erase.data.images import load_folder
+
+    if data is None and recipe.world in world_names():
+        return load_world(recipe.world, "all")
+    folder = Path(data).expanduser() if data else recipe.data_dir
+    if folder is None or not folder.is_dir():
+        return None
+    train, test = load_folder(folder, recipe.resolution, recipe.channels)
+    both = LabelledImages(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]),
+                          train.class_names)
+    return recipe_labels(both, recipe, folder)
+
+
+def has_real_images(recipe: Recipe, data: str | None = None) -> bool:
+    if data is None and recipe.world in world_names():
+        return True
+    folder = Path(data).expanduser() if data else recipe.data_dir
+    return folder is not None and folder.is_dir()
+
+
 def recipe_labels(data: LabelledImages, recipe: Recipe, folder: Path) -> LabelledImages:
     """Map a folder's classes to the recipe's ids: class folders named by id or name, or exactly the recipe's
     classes in id order (ImageNet's sorted wnid folders)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,88 @@ def load_folder(root: Path, resolution: int, channels: int) -> tuple[LabelledIma
         train = read_image_folder(root / "train", resolution, channels)
         return train, read_image_folder(test_dir, resolution, channels, train.class_names)
     return stratified_split(read_image_folder(root, resolution, channels))
+
+
+# -- what a folder holds, before reading it all --------------------------------------------------------------
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+SUMMARY_SAMPLE = 256  # images opened to decide the default resolution and colour
+
+
+@dataclass
+class DataSummary:
+    """What pretraining on a folder needs to know before it reads every image: the classes, how many image
+    files each holds, the median (shorter) image side and whether the images are grayscale."""
+
+    root: Path
+    layout: str  # "cifar10", "train/test" or "class folders"
+    class_names: list[str]
+    median_side: int
+    channels: int  # 1 when every sampled image is grayscale, else 3
+    counts: dict[str, int] = field(default_factory=dict)  # image files per class (CIFAR-10: left empty)
+
+    @property
+    def train_images(self) -> int:
+        """Images in the train split: CIFAR-10's 50,000, the train folder, or 80 % of the class folders."""
+        if self.layout == "cifar10":
+            return 50_000
+        total = sum(self.counts.values())
+        return total if self.layout == "train/test" else total - int(round(TEST_FRACTION * total))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _side_and_gray(path: Path) -> tuple[int, bool]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            side = min(image.size)
+            if image.mode in GRAY_MODES:
+                return side, True
+            rgb = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}; remove or replace the file") from None
+    return side, bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def summarize_data(root: Path) -> DataSummary:
+    """Classes, image counts, size and colour of CIFAR-10 batches or an ImageFolder (DIR/<class>/*, or
+    DIR/train/<class>/* + DIR/test/<class>/*). A folder a class-conditional model cannot learn from (no
+    images, an empty class folder, a single class, an unreadable image among those sampled) is a UserError."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist" if not root.exists() else f"{root} is not a folder")
+    if cifar_folder(root) is not None:
+        return DataSummary(root.resolve(), "cifar10", list(CIFAR10_CLASSES), 32, 3)
+    split = (root / "train").is_dir() and any((root / n).is_dir() for n in ("test", "val"))
+    classes_root = root / "train" if split else root
+    folders = _class_folders(classes_root)
+    if not folders:
+        raise UserError(f"{classes_root} has no class folders: expected {classes_root}/<class>/<image files>")
+    files = {f.name: _image_files(f) for f in folders}
+    if not any(files.values()):
+        raise UserError(f"{classes_root} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files "
+                        f"in its class folders)")
+    empty = [name for name, found in files.items() if not found]
+    if empty:
+        raise UserError(f"class folder {classes_root / empty[0]} holds no images: add images or remove the folder")
+    if len(files) < 2:
+        raise UserError(f"{classes_root} has one class ({folders[0].name}): a class-conditional model needs at "
+                        f"least two classes, one folder each")
+    everything = [path for found in files.values() for path in found]
+    step = max(1, len(everything) // SUMMARY_SAMPLE)
+    looks = [_side_and_gray(path) for path in everything[::step][:SUMMARY_SAMPLE]]
+    return DataSummary(root.resolve(), "train/test" if split else "class folders", list(files),
+                       int(statistics.median(side for side, _ in looks)), 1 if all(g for _, g in looks) else 3,
+                       {name: len(found) for name, found in files.items()})
+
+
+def default_resolution(median_side: int, cap: int = 64) -> int:
+    """The median image side rounded to the nearest power of two, between 8 and `cap`."""
+    power = 2 ** round(np.log2(max(1, median_side)))
+    return int(min(cap, max(8, power)))
 
 
 def load_classification_data(recipe, data: str | None = None) -> tuple[LabelledImages, LabelledImages]:

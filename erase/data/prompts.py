@@ -27,15 +27,109 @@ class ConceptPrompts:
     # empty prompt where nothing is left). ESD's neutral prompt when it trains on the forget prompts
     # (`esd_prompts=forget`); empty when the source has none (`erase concept` then refuses that setting).
     neutral: list[str] = field(default_factory=list)
+    # the evaluation prompts of the concept from an I2P-style CSV (--eval-prompts): each row's seed, guidance
+    # and categories, aligned with eval_forget; None when the prompts came without them
+    eval_rows: "PromptRows | None" = None
 
     def __post_init__(self) -> None:
         self.esd_prompt = self.esd_prompt or self.concept
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "forget": len(self.forget), "retain": len(self.retain),
-                "eval_forget": len(self.eval_forget), "eval_retain": len(self.eval_retain),
-                "anchor_example": self.anchors[0] if self.anchors else None, "esd_prompt": self.esd_prompt,
-                "neutral_example": self.neutral[0] if self.neutral else None}
+        report = {"source": self.source, "forget": len(self.forget), "retain": len(self.retain),
+                  "eval_forget": len(self.eval_forget), "eval_retain": len(self.eval_retain),
+                  "anchor_example": self.anchors[0] if self.anchors else None, "esd_prompt": self.esd_prompt,
+                  "neutral_example": self.neutral[0] if self.neutral else None}
+        if self.eval_rows is not None:
+            report["eval_prompts_file"] = self.eval_rows.source
+        return report
+
+    def with_eval_rows(self, rows: "PromptRows") -> "ConceptPrompts":
+        """The same concept judged on the rows of a prompt CSV instead of its own evaluation prompts."""
+        import dataclasses
+
+        return dataclasses.replace(self, eval_forget=list(rows.prompts), eval_rows=rows)
+
+
+@dataclass
+class PromptRows:
+    """Evaluation prompts read from an I2P-style CSV: each row's prompt, and when the file has them its
+    evaluation seed, guidance scale and categories (I2P's "sexual,shocking", ...)."""
+
+    prompts: list[str]
+    seeds: list[int] | None
+    guidance: list[float] | None
+    categories: list[str] | None
+    source: str
+
+    def head(self, limit: int | None) -> "PromptRows":
+        if not limit:
+            return self
+        def cut(values):
+            return None if values is None else values[:limit]
+
+        return PromptRows(self.prompts[:limit], cut(self.seeds), cut(self.guidance), cut(self.categories),
+                          self.source)
+
+
+# column names: ESD's and SalUn's CSVs say evaluation_seed / evaluation_guidance, I2P's own sd_seed /
+# sd_guidance_scale
+SEED_COLUMNS = ("evaluation_seed", "sd_seed")
+GUIDANCE_COLUMNS = ("evaluation_guidance", "sd_guidance_scale")
+
+
+def _number(text: str, kind, path: Path, line: int, column: str):
+    try:
+        value = float(text)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError
+        if kind is int:
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        return value
+    except (TypeError, ValueError):
+        raise UserError(f"{path} line {line}: {column} {text!r} is not a "
+                        f"{'whole number' if kind is int else 'number'}") from None
+
+
+def read_prompt_csv(path: str | Path) -> PromptRows:
+    """An I2P-style CSV: column prompt, and optionally evaluation_seed, evaluation_guidance, categories.
+
+    A file without a prompt column, with no rows, or with a value that is not a number is a UserError
+    naming the file and line."""
+    import csv
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"prompt file {path} does not exist")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+            if "prompt" not in columns:
+                raise UserError(f"{path} has no 'prompt' column (its columns: {', '.join(columns) or 'none'}); an "
+                                f"I2P-style CSV has prompt and, optionally, evaluation_seed, evaluation_guidance "
+                                f"and categories")
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"cannot read prompt file {path}: {exc}") from None
+    seed_column = next((columns[c] for c in SEED_COLUMNS if c in columns), None)
+    guidance_column = next((columns[c] for c in GUIDANCE_COLUMNS if c in columns), None)
+    prompts, seeds, guidance, categories = [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        text = " ".join((row.get(columns["prompt"]) or "").split())
+        if not text:
+            raise UserError(f"{path} line {line}: the prompt is empty")
+        prompts.append(text)
+        if seed_column:
+            seeds.append(_number(row.get(seed_column), int, path, line, seed_column))
+        if guidance_column:
+            guidance.append(_number(row.get(guidance_column), float, path, line, guidance_column))
+        categories.append((row.get(columns["categories"]) or "").strip() if "categories" in columns else "")
+    if not prompts:
+        raise UserError(f"{path} holds no prompts (only a header)")
+    return PromptRows(prompts, seeds if seed_column else None, guidance if guidance_column else None,
+                      categories if "categories" in columns else None, str(path.resolve()))
 
 
 def check_concept(concept: str | None) -> str:
@@ -105,10 +199,17 @@ def from_shapes(concept: str, anchor: str | None = None) -> ConceptPrompts:
                           esd_prompt=concept_caption(concept), neutral=[without(p, concept) for p in forget])
 
 
-def concept_prompts(recipe: Recipe, concept: str | None, anchor: str | None = None) -> ConceptPrompts:
+def concept_prompts(recipe: Recipe, concept: str | None, anchor: str | None = None,
+                    eval_prompts: str | None = None) -> ConceptPrompts:
     """The concept's prompts. `anchor`: what the relabel objective maps the concept to; for the shapes world
     another value of the concept's attribute (default: the recipe's `train.anchors` entry for the concept,
-    else the next value), elsewhere a prompt that replaces every line of anchor.txt."""
+    else the next value), elsewhere a prompt that replaces every line of anchor.txt. `eval_prompts`: an
+    I2P-style CSV whose rows replace the concept's evaluation prompts."""
+    prompts = _concept_prompts(recipe, concept, anchor)
+    return prompts.with_eval_rows(read_prompt_csv(eval_prompts)) if eval_prompts else prompts
+
+
+def _concept_prompts(recipe: Recipe, concept: str | None, anchor: str | None = None) -> ConceptPrompts:
     concept = check_concept(concept)
     if anchor is not None and not anchor.strip():
         raise UserError("--anchor is empty: name what the concept should become, or leave the option out")

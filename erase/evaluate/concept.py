@@ -25,6 +25,8 @@ class ConceptEvaluation:
         self.recipe, self.prompts, self.config = recipe, prompts, config
         self.eval_forget = prompts.eval_forget[:limit] if limit else prompts.eval_forget
         self.eval_retain = prompts.eval_retain[:limit] if limit else prompts.eval_retain
+        # an I2P-style CSV (--eval-prompts): every forget prompt with its own seed and guidance scale
+        self.rows = prompts.eval_rows.head(limit) if prompts.eval_rows is not None else None
         self.per_prompt = int(settings.get("images_per_prompt", 1))
         self.batch_size = int(settings.get("batch_size", 64))
         self.probe = self.detector = None
@@ -45,8 +47,10 @@ class ConceptEvaluation:
             self.kind = "none"
 
     def generate(self, bundle, prompts: list[str], desc: str):
+        rows = self.rows if self.rows is not None and prompts is self.eval_forget else None
         return generate_for_prompts(bundle.pipeline, prompts, self.per_prompt, self.config.seed,
-                                    bundle.recipe.sampling, self.batch_size, desc=desc)
+                                    bundle.recipe.sampling, self.batch_size, desc=desc,
+                                    seeds=rows.seeds if rows else None, guidance=rows.guidance if rows else None)
 
     def shapes_metrics(self, bundle, desc: str) -> dict[str, Any]:
         from erase.data.shapes import ATTRIBUTES, attribute_of, caption_labels
@@ -81,17 +85,34 @@ class ConceptEvaluation:
     def nudity_metrics(self, bundle, desc: str) -> dict[str, Any]:
         from erase.evaluate.nudity import detect, nudity_metrics
 
-        scores = {}
+        scores, detections = {}, {}
         for side, texts in (("forget", self.eval_forget), ("retain", self.eval_retain)):
-            images, _ = self.generate(bundle, texts, f"{desc}: {side} prompts")
-            scores[side] = nudity_metrics(detect(self.detector, images), self.threshold)
+            images, index = self.generate(bundle, texts, f"{desc}: {side} prompts")
+            detections[side] = (detect(self.detector, images), index)
+            scores[side] = nudity_metrics(detections[side][0], self.threshold)
         from erase.evaluate.probe import wilson_interval
 
         rate, n = scores["forget"]["nudity_rate"], scores["forget"]["images"]
-        return {"nudity_rate": rate, "unlearning_accuracy": 1 - rate, "forget_samples": n,
-                "unlearning_accuracy_ci95": wilson_interval(n - scores["forget"]["nude_images"], n),
-                "nudity_threshold": self.threshold, "nudity_rate_neutral_prompts": scores["retain"]["nudity_rate"],
-                "nudity": {"nudity_prompts": scores["forget"], "neutral_prompts": scores["retain"]}}
+        result = {"nudity_rate": rate, "unlearning_accuracy": 1 - rate, "forget_samples": n,
+                  "unlearning_accuracy_ci95": wilson_interval(n - scores["forget"]["nude_images"], n),
+                  "nudity_threshold": self.threshold,
+                  "nudity_rate_neutral_prompts": scores["retain"]["nudity_rate"],
+                  "nudity": {"nudity_prompts": scores["forget"], "neutral_prompts": scores["retain"]}}
+        if self.rows is not None and self.rows.categories is not None:
+            result["nudity_rate_per_category"] = self.per_category(*detections["forget"])
+        return result
+
+    def per_category(self, detections, index) -> dict[str, dict[str, float]]:
+        """Nudity rate over the images of the CSV rows of each category (a row may name several)."""
+        from erase.evaluate.nudity import nudity_metrics
+
+        row_categories = [{c.strip() for c in text.split(",") if c.strip()} for text in self.rows.categories]
+        rates = {}
+        for name in sorted(set().union(*row_categories)):
+            chosen = [k for k, row in enumerate(index.tolist()) if name in row_categories[row]]
+            scores = nudity_metrics([detections[k] for k in chosen], self.threshold)
+            rates[name] = {"nudity_rate": scores["nudity_rate"], "images": scores["images"]}
+        return rates
 
     def metrics(self, bundle, desc: str) -> dict[str, Any]:
         if self.kind == "shapes-probe":
@@ -120,6 +141,7 @@ class ConceptEvaluation:
         if not use_cache:
             return self.metrics(bundle, desc), self.grid(bundle)
         key = {"kind": self.kind, "forget": self.eval_forget, "retain": self.eval_retain, "n": self.per_prompt,
+               "rows": None if self.rows is None else [self.rows.seeds, self.rows.guidance, self.rows.categories],
                "seed": self.config.seed, "sampling": bundle.recipe.sampling,
                "threshold": getattr(self, "threshold", None)}
         modules = [bundle.denoiser, bundle.adapter.text_encoder] + ([self.probe] if self.probe is not None else [])

@@ -11,13 +11,14 @@ import torch
 
 from erase.config import Recipe, RunConfig
 from erase.data.generated import pick_classes
-from erase.data.worlds import load_world, world_names
+from erase.data.class_sets import has_real_images, real_images
+from erase.errors import UserError
 from erase.evaluate.cache import cached
 from erase.evaluate.fid import frechet_scores, make_fid_backend
 from erase.evaluate.imagenet_probe import load_resnet50_probe
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle
-from erase.models.classifier import load_probe
+from erase.models.classifier import load_probe, probe_hint
 from erase.sample import GridRows, class_rows
 
 
@@ -29,7 +30,11 @@ def generator_probe(recipe: Recipe, config: RunConfig):
         return load_resnet50_probe(Path(override).expanduser() if override else recipe.probe_dir)
     if override:
         recipe = dataclasses.replace(recipe, probe=str(Path(override).expanduser().resolve()))
-    return load_probe(recipe)
+    probe, reason = load_probe(recipe)
+    if probe is not None and probe.config.num_classes != recipe.num_classes:
+        raise UserError(f"probe {recipe.probe_dir} classifies {probe.config.num_classes} classes, but "
+                        f"{recipe.name} has {recipe.num_classes}: {probe_hint(recipe)}")
+    return probe, reason
 
 
 def evaluation_counts(recipe: Recipe, forget: list[int], settings: dict, seed: int) -> dict[int, int]:
@@ -54,12 +59,12 @@ class Judges:
 
 
 def make_judges(recipe: Recipe, config: RunConfig) -> Judges:
-    """Load the probe and pick the FID backend (against an embedded world's real images); a bad
+    """Load the probe and pick the FID backend (against the world's or the data folder's images); a bad
     --inception-weights or damaged probe weights fail here, before any work."""
     probe, reason = generator_probe(recipe, config)
     settings = config.evaluate
     fid = make_fid_backend(probe, settings.get("inception_weights"), settings.get("fid_mode", "clean")) \
-        if recipe.world in world_names() else None
+        if has_real_images(recipe, config.extra.get("data")) else None
     return Judges(probe, reason, fid)
 
 
@@ -82,8 +87,8 @@ def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunCo
             return {"metrics": {"skipped": f"probe metrics skipped: {judges.reason}"}, "images": images,
                     "labels": labels}
         metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
-        if judges.fid is not None:
-            real = load_world(recipe.world, "all")
+        real = real_images(recipe, config.extra.get("data")) if judges.fid is not None else None
+        if real is not None:
             retained_real = real.subset(~torch.isin(real.labels, torch.tensor(forget))).images
             retained_fake = images[~torch.isin(labels, torch.tensor(forget))]
             metrics.update(frechet_scores(judges.fid, retained_real, retained_fake))
@@ -93,6 +98,7 @@ def evaluate_generator(bundle: GeneratorBundle, forget: list[int], config: RunCo
 
     if use_cache:
         key = {"counts": counts, "seed": config.seed, "sampling": recipe.sampling, "world": recipe.world,
+               "data": str(config.extra.get("data") or recipe.data),
                "forget": forget, "probe": judges.reason if probe is None else "weights",
                "fid": judges.fid_description}
         result = cached("class-eval", [bundle.denoiser] + ([probe] if probe is not None else []), key, compute)

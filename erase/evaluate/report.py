@@ -73,14 +73,19 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
     metrics = report["metrics"]
     target = report["target"]
     seconds = report["seconds"]
+    if "unlearn" in seconds:
+        how = (f"objective `{report.get('objective')}`, parameters `{report.get('params')}`, {report['steps']} "
+               f"steps, seed {report['seed']}; unlearning {seconds['unlearn']:.1f} s (+{seconds.get('prepare', 0):.1f}"
+               f" s set-up), evaluation {seconds['evaluate']:.1f} s, total {seconds['total']:.1f} s.")
+    else:  # `erase eval --model`: the unlearned model was made elsewhere
+        how = (f"unlearned model `{report.get('unlearned_model')}`, judged against the original with seed "
+               f"{report['seed']}; evaluation {seconds['evaluate']:.1f} s, total {seconds['total']:.1f} s.")
     lines = [
         f"# {report['model']}: forget {target['kind']} {target['name']} with {report['method']}",
         "",
         f"`{report['command']}`",
         "",
-        f"objective `{report.get('objective')}`, parameters `{report.get('params')}`, {report['steps']} steps, "
-        f"seed {report['seed']}; unlearning {seconds['unlearn']:.1f} s (+{seconds.get('prepare', 0):.1f} s "
-        f"set-up), evaluation {seconds['evaluate']:.1f} s, total {seconds['total']:.1f} s.",
+        how,
         "",
         *metrics_table(metrics),
         "",

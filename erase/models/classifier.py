@@ -14,7 +14,7 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from erase.config import Recipe, save_recipe
+from erase.config import RECIPE_FILE, Recipe, load_recipe, save_recipe
 from erase.errors import UserError
 from erase.models.io import load_config_json, load_strict
 
@@ -46,18 +46,18 @@ class SmallCNN(ModelMixin, ConfigMixin):
         return self.head(self.drop(self.features(x)))
 
 
-class ResNet18Cifar(ModelMixin, ConfigMixin):
-    """torchvision ResNet-18 for 32x32 inputs: 3x3 stride-1 stem and no max-pool (as SalUn's CIFAR models)."""
+def cifar_resnet(depth: int, in_channels: int, num_classes: int) -> nn.Module:
+    """torchvision ResNet-18/34 for 32x32 inputs: 3x3 stride-1 stem and no max-pool (as SalUn's CIFAR models)."""
+    from torchvision.models import resnet18, resnet34
 
-    @register_to_config
-    def __init__(self, in_channels: int = 3, num_classes: int = 10):
-        super().__init__()
-        from torchvision.models import resnet18
+    net = {18: resnet18, 34: resnet34}[depth](num_classes=num_classes)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
 
-        net = resnet18(num_classes=num_classes)
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-        self.net = net
+
+class ResNetCifarFeatures:
+    """`features` (the penultimate layer, for fid_probe) and `forward` of a CIFAR-stem ResNet in `self.net`."""
 
     @property
     def num_features(self) -> int:
@@ -73,7 +73,27 @@ class ResNet18Cifar(ModelMixin, ConfigMixin):
         return self.net.fc(self.features(x))
 
 
-ARCHITECTURES: dict[str, type[ModelMixin]] = {"small-cnn": SmallCNN, "resnet18-cifar": ResNet18Cifar}
+class ResNet18Cifar(ResNetCifarFeatures, ModelMixin, ConfigMixin):
+    """ResNet-18 for 32x32 inputs: the resnet18-cifar10 classifier."""
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.net = cifar_resnet(18, in_channels, num_classes)
+
+
+class ResNet34Cifar(ResNetCifarFeatures, ModelMixin, ConfigMixin):
+    """ResNet-34 for 32x32 inputs: the probe that judges 32x32 RGB samples, as SalUn's classifier evaluation
+    (which fine-tunes an ImageNet ResNet-34 at 224 px; erase trains it from scratch at the data's size)."""
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.net = cifar_resnet(34, in_channels, num_classes)
+
+
+ARCHITECTURES: dict[str, type[ModelMixin]] = {"small-cnn": SmallCNN, "resnet18-cifar": ResNet18Cifar,
+                                              "resnet34-cifar": ResNet34Cifar}
 
 
 def architecture_class(recipe: Recipe) -> tuple[type[ModelMixin], dict]:
@@ -117,11 +137,39 @@ def load(recipe: Recipe, folder: Path | None) -> ClassifierBundle:
     return ClassifierBundle(recipe, model)
 
 
-def load_probe(recipe: Recipe) -> tuple[SmallCNN | None, str]:
-    """The recipe's probe, or None with the reason it is unavailable (never a made-up score)."""
+def probe_hint(recipe: Recipe, folder: Path | str = "PROBE") -> str:
+    """The one command that builds a probe for this model's data."""
+    data = recipe.data_dir or "DIR"
+    return f"train one with `python -m erase pretrain probe --data {data} --out {folder}`"
+
+
+def load_probe(recipe: Recipe) -> tuple[ModelMixin | None, str]:
+    """The recipe's probe, or None with the reason it is unavailable (never a made-up score).
+
+    Any classifier architecture loads; a probe folder written by `erase pretrain probe` carries its recipe,
+    and its classes, image size and colour must be the generator's (a UserError otherwise)."""
     folder: Path | None = recipe.probe_dir
     if folder is None:
-        return None, f"{recipe.name} has no probe configured"
+        return None, f"{recipe.name} has no probe configured; {probe_hint(recipe)} and pass --probe PROBE"
     if not folder.is_dir():
-        return None, f"probe weights not found at {folder}"
-    return load_strict(SmallCNN, folder), ""
+        return None, f"probe weights not found at {folder}; {probe_hint(recipe, folder)}"
+    check_probe_matches(recipe, folder)
+    saved = load_config_json(folder).get("_class_name", SmallCNN.__name__)
+    classes = {cls.__name__: cls for cls in ARCHITECTURES.values()}
+    if saved not in classes:
+        raise UserError(f"probe {folder} holds a {saved}; erase's probes are {', '.join(sorted(classes))}")
+    return load_strict(classes[saved], folder), ""
+
+
+def check_probe_matches(recipe: Recipe, folder: Path) -> None:
+    """A probe trained by `erase pretrain probe` knows its classes and image size: they must be the generator's."""
+    if not (folder / RECIPE_FILE).is_file():
+        return  # a bare probe (the embedded worlds' probes): only its number of classes can be checked
+    probe = load_recipe(str(folder))
+    if [n.lower() for n in probe.class_names] != [n.lower() for n in recipe.class_names]:
+        raise UserError(f"probe {folder} classifies {probe.class_names}, but {recipe.name} draws "
+                        f"{recipe.class_names}: {probe_hint(recipe)}")
+    if (probe.resolution, probe.channels) != (recipe.resolution, recipe.channels):
+        raise UserError(f"probe {folder} was trained on {probe.resolution}x{probe.resolution} images with "
+                        f"{probe.channels} channel(s), but {recipe.name} draws {recipe.resolution}x"
+                        f"{recipe.resolution} with {recipe.channels}: {probe_hint(recipe)}")

@@ -84,13 +84,18 @@ AUGMENTATIONS = {"none": None, "shift-noise": shift_and_noise, "crop-flip": crop
 
 
 def classification_task(recipe) -> ClassificationTask:
-    """The task a classifier recipe trains and unlearns with (`train.augment`, `train.relabel`)."""
+    """The task a classifier recipe trains and unlearns with (`train.augment` with its `train.augment_options`,
+    `train.relabel`)."""
     train = recipe.train
     name = train.get("augment", "none")
     if name not in AUGMENTATIONS:
         raise UserError(f"{recipe.name}: unknown augment {name!r}; use one of {', '.join(AUGMENTATIONS)}")
     factory = AUGMENTATIONS[name]
-    return ClassificationTask(recipe.num_classes, factory() if factory else None,
+    try:
+        augment = factory(**train.get("augment_options", {})) if factory else None
+    except TypeError as exc:
+        raise UserError(f"{recipe.name}: bad train.augment_options for {name}: {exc}") from None
+    return ClassificationTask(recipe.num_classes, augment,
                               relabel=train.get("relabel", "other"))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from erase.errors import UserError
 from erase.models.pipeline import epsilon_part, guide, unguided
 from erase.tasks.base import Task
 
@@ -90,6 +91,22 @@ class ClassLabelAdapter(DenoiserAdapter):
         return epsilon_part(model(x_t, t, class_labels=cond).sample, x_t.shape[1])
 
 
+def random_flip(images: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2 (SalUn's CIFAR-10 DDPM trains with it)."""
+    flip = torch.rand(images.shape[0], device=images.device) < 0.5
+    return torch.where(flip.view(-1, *([1] * (images.dim() - 1))), images.flip(-1), images)
+
+
+AUGMENTATIONS = {"none": None, "flip": random_flip}
+
+
+def augmentation(name: str | None):
+    """A pretrain section's `augment` by name; an unknown name is a UserError."""
+    if (name or "none") not in AUGMENTATIONS:
+        raise UserError(f"unknown augment {name!r} for a generator; use one of {', '.join(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name or "none"]
+
+
 def _per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred.float(), target.float(), reduction="none").flatten(1).mean(1)
 
@@ -100,8 +117,9 @@ class DenoisingTask(Task):
     name = "denoising"
 
     def __init__(self, adapter: DenoiserAdapter, noise_scheduler, cond_drop: float = 0.1,
-                 saliency_guidance: float = 1.0, antithetic: bool = True):
+                 saliency_guidance: float = 1.0, antithetic: bool = True, augment=None):
         self.adapter = adapter
+        self.augment = augment  # applied to every training image before noising (pretraining: random flip)
         self.noise_scheduler = noise_scheduler
         self.cond_drop = cond_drop
         self.saliency_guidance = saliency_guidance
@@ -110,7 +128,8 @@ class DenoisingTask(Task):
 
     def noised(self, batch):
         """x0 -> (x_t, t, noise); antithetic timesteps (t, T-1-t) as in SalUn's reference."""
-        x0 = self.adapter.encode(batch["x"])
+        images = batch["x"] if self.augment is None else self.augment(batch["x"])
+        x0 = self.adapter.encode(images)
         steps = self.noise_scheduler.config.num_train_timesteps
         n = x0.shape[0]
         if self.antithetic:
