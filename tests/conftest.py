@@ -77,3 +77,20 @@ def _session_cache(tmp_path_factory):
 
     cache.CACHE_DIR = tmp_path_factory.mktemp("erase-cache")
     yield
+
+
+# The longest modules first, so that under `pytest -n 2` the two workers start on them and the short tests fill
+# the gaps (the order only moves whole modules; within a module pytest's order stays).
+LONGEST_FIRST = ("test_shipped_t2i_shapes", "test_shipped_salun", "test_your_data", "test_shipped_methods",
+                 "test_notebook", "test_resume", "test_multiprocess", "test_import")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.stem
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable
+    if os.environ.get("PYTEST_XDIST_WORKER") and len(items) > 2:
+        # xdist hands each worker two consecutive tests to start with: one of the two longest each
+        items[1], items[2] = items[2], items[1]

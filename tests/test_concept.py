@@ -20,11 +20,14 @@ def test_tiny_sd_concept_run(cli, workdir, method):
     assert code == 0, err
     run = _run_folder(workdir)
     for name in ("config.yaml", "EVAL.json", "SUMMARY.md", "history.jsonl", "grids/before.png", "grids/after.png",
-                 "grids/before_after.png", "data/forget.safetensors", "data/retain.safetensors",
+                 "grids/before_after.png", "data/forget.safetensors",
                  "model/model_index.json", "model/unet/diffusion_pytorch_model.safetensors",
                  "model/vae/diffusion_pytorch_model.safetensors", "model/text_encoder/model.safetensors"):
         assert (run / name).is_file(), name
     report = json.loads((run / "EVAL.json").read_text())
+    uses_retain = method[1] not in ("ga", "esd", "esd-x")  # these train on forget data only: no retain images
+    assert (run / "data" / "retain.safetensors").is_file() == uses_retain
+    assert (report["data"]["retain_images"] > 0) == uses_retain
     assert report["target"] == {"kind": "concept", "value": "nudity", "name": "nudity"}
     assert report["method"] == method[1] and report["steps"] == 2
     for which in ("original", "unlearned"):
@@ -162,3 +165,27 @@ def test_interrupted_concept_run_resumes_on_its_cached_data(cli, workdir):
     assert (run / "EVAL.json").is_file()
     again = load_file(run / "data" / "forget.safetensors")
     assert all(torch.equal(forget[k], again[k]) for k in forget)
+
+
+def test_a_second_method_on_the_same_model_trains_on_the_same_images_without_generating_them(cli, workdir,
+                                                                                           monkeypatch):
+    from safetensors.torch import load_file
+
+    import erase.data.concept_sets as concept_sets
+    import erase.evaluate.cache as cache
+
+    monkeypatch.setattr(cache, "CACHE_DIR", workdir / "cache")  # this test's own cache
+    calls = []
+    generate = concept_sets.generate_for_prompts
+    monkeypatch.setattr(concept_sets, "generate_for_prompts", lambda *a, **k: calls.append(a[1]) or generate(*a, **k))
+    args = ("concept", "--prompt", "nudity", "--init", "random", "--tiny")
+    assert cli(*args, "--method", "relabel", "--out", "first")[0] == 0
+    generated = len(calls)
+    assert generated == 2  # forget and retain images ...
+    assert cli(*args, "--method", "salun", "--out", "second")[0] == 0
+    assert len(calls) == generated  # ... the second method reads them from the cache
+    for name in ("forget", "retain"):
+        first, second = (load_file(workdir / run / "data" / f"{name}.safetensors") for run in ("first", "second"))
+        assert all(torch.equal(first[k], second[k]) for k in first), name
+    assert cli(*args, "--method", "relabel", "--seed", "1", "--out", "third")[0] == 0
+    assert len(calls) == generated + 2  # other seeds, other images

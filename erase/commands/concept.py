@@ -105,7 +105,7 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     if is_main():  # under `accelerate launch` every process trains; only the main one evaluates and writes
         print(f"run folder: {run_folder}", file=sys.stderr)
     # generated once, by the main process, and handed to the others
-    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder))
+    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder, method.uses_retain))
     method.validate(bundle.denoiser, forget_set, retain_set)
     target = {"kind": "concept", "value": concept, "name": concept}
     extra = {"prompts": prompts.as_dict(),

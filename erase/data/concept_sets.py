@@ -1,6 +1,8 @@
 """Forget and retain sets of a concept: images the original text-to-image model generates for the concept's
 forget and retain prompts, with the token ids each objective needs. Generated once and stored in the run folder
-(data/), so a resumed run trains on the same images."""
+(data/), so a resumed run trains on the same images. The images also go to the evaluation cache, keyed by the
+weights and the generation settings: a second method erasing the same concept from the same model (`erase
+compare`, a method sweep) trains on the same images without generating them again."""
 from __future__ import annotations
 
 import math
@@ -11,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from erase.config import RunConfig
 from erase.data.datasets import OPTIONAL_PROMPT_IDS, PromptImages
 from erase.data.prompts import ConceptPrompts
+from erase.evaluate.cache import cached
 from erase.evaluate.text import generate_for_prompts
 from erase.files import write_json_atomic
 from erase.models import GeneratorBundle
@@ -25,9 +28,18 @@ def generate_data(bundle: GeneratorBundle, prompts: list[str], total: int, confi
     """`total` images for `prompts` (the same number each) with the token ids of what the objectives need:
     each image's anchor and neutral prompt (one per prompt, when given) and the concept prompt."""
     per_prompt = max(1, math.ceil(total / len(prompts)))
-    images, index = generate_for_prompts(bundle.pipeline, prompts, per_prompt, config.seed + DATA_SEED_OFFSET,
-                                         bundle.recipe.sampling, config.evaluate.get("batch_size", 64), desc=desc)
-    images = to_uint8(images)  # 4x smaller; items convert back
+    seed, sampling, batch_size = config.seed + DATA_SEED_OFFSET, bundle.recipe.sampling, config.evaluate.get(
+        "batch_size", 64)
+
+    def generate():
+        images, index = generate_for_prompts(bundle.pipeline, prompts, per_prompt, seed, sampling, batch_size,
+                                             desc=desc)
+        return {"images": to_uint8(images), "index": index}  # uint8: 4x smaller; items convert back
+
+    key = {"prompts": list(prompts), "per_prompt": per_prompt, "seed": seed, "sampling": sampling,
+           "batch_size": batch_size}
+    generated = cached("concept-data", [bundle.denoiser, *bundle.adapter.frozen_modules()], key, generate)
+    images, index = generated["images"], generated["index"]
     tokenize = bundle.adapter.tokenize
 
     def per_image(texts: list[str] | None):
@@ -54,12 +66,14 @@ def load_data(path: Path) -> PromptImages:
                                                                      for name in OPTIONAL_PROMPT_IDS})
 
 
-def concept_data(bundle: GeneratorBundle, prompts: ConceptPrompts, config: RunConfig, folder: Path):
-    """(forget set, retain set): from data/ in the run folder, or generated now and stored there."""
+def concept_data(bundle: GeneratorBundle, prompts: ConceptPrompts, config: RunConfig, folder: Path,
+                 with_retain: bool = True):
+    """(forget set, retain set): from data/ in the run folder, or generated now and stored there. Without
+    `with_retain` (a method that trains on forget data only, such as ESD) no retain images are made."""
     train = bundle.recipe.train
     sets = []
     for name, texts, total in (("forget", prompts.forget, train.get("forget_images", 64)),
-                               ("retain", prompts.retain, train.get("retain_images", 64))):
+                               ("retain", prompts.retain if with_retain else [], train.get("retain_images", 64))):
         path = folder / "data" / f"{name}.safetensors"
         if not texts:
             sets.append(None)

@@ -144,6 +144,6 @@ class ConceptEvaluation:
                "rows": None if self.rows is None else [self.rows.seeds, self.rows.guidance, self.rows.categories],
                "seed": self.config.seed, "sampling": bundle.recipe.sampling,
                "threshold": getattr(self, "threshold", None)}
-        modules = [bundle.denoiser, bundle.adapter.text_encoder] + ([self.probe] if self.probe is not None else [])
+        modules = [bundle.denoiser, *bundle.adapter.frozen_modules(), *([self.probe] if self.probe is not None else [])]
         metrics = cached("concept-eval", modules, key, lambda: self.metrics(bundle, desc))
         return metrics, self.grid(bundle)

@@ -43,6 +43,10 @@ class TextAdapter(DenoiserAdapter):
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         return token_ids(self.tokenizer, prompts)
 
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """The frozen parts that shape every generated image: cache keys hash them with the denoiser."""
+        return [self.text_encoder] + ([self.vae] if self.vae is not None else [])
+
     @torch.no_grad()
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         self.text_encoder.to(ids.device)

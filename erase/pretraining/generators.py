@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
@@ -21,7 +20,7 @@ from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.methods import make_method
 from erase.models import GeneratorBundle, family_module, load_generator
 from erase.models.classifier import SmallCNN, load_probe
-from erase.pretraining.common import RECORD_NAME, machine, settings_from, write_folder
+from erase.pretraining.common import RECORD_NAME, generator_record, save_generator, settings_from, write_folder
 from erase.tasks.classification import ClassificationTask, shift_and_noise
 from erase.tasks.denoising import denoising_task
 from erase.train import TrainResult, unlearn
@@ -104,24 +103,8 @@ def pretrain_class_generator(recipe: Recipe, seed: int, steps: int | None) -> di
         probe_record = {"reused": str(recipe.probe_dir)}
 
     bundle, result = train_generator_from_scratch(recipe, load_world(recipe.world, "train"), seed, steps)
-    tail = result.history[-100:]
-    record = {
-        "command": f"python -m erase pretrain {recipe.name}" + (f" --steps {steps}" if steps else ""),
-        "seed": seed,
-        "steps": len(result.history),
-        "batch_size": recipe.pretrain.get("batch_size"),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
-        "parameters": sum(p.numel() for p in bundle.denoiser.parameters()),
-        "probe": probe_record,
-        "generated_probe_accuracy": generated_probe_accuracy(recipe, bundle.pipeline, probe, seed),
-        "machine": machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-    def save(folder: Path) -> None:
-        bundle.pipeline.save_pretrained(str(folder), safe_serialization=True)
-        (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-
-    write_folder(recipe.weights_dir, save)
+    record = generator_record(recipe, seed, steps, result, started,
+                              parameters=sum(p.numel() for p in bundle.denoiser.parameters()), probe=probe_record,
+                              generated_probe_accuracy=generated_probe_accuracy(recipe, bundle.pipeline, probe, seed))
+    save_generator(recipe, bundle, record)
     return record

@@ -5,11 +5,8 @@ the text encoder frozen at its seeded initialisation; the probe is a three-heade
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 
@@ -20,7 +17,7 @@ from erase.evaluate.attributes import HEADS, attribute_accuracy, predict_attribu
 from erase.evaluate.text import generate_for_prompts
 from erase.methods import make_method
 from erase.models.classifier import SmallCNN
-from erase.pretraining.common import RECORD_NAME, machine, settings_from, write_folder
+from erase.pretraining.common import generator_record, save_generator, settings_from, write_folder
 from erase.pretraining.generators import train_generator_from_scratch
 from erase.tasks.classification import AttributeTask, shift_and_noise
 from erase.train import unlearn
@@ -66,25 +63,8 @@ def pretrain_text_to_image(recipe: Recipe, seed: int, steps: int | None) -> dict
     print(f"probe: test accuracy {probe_record['test_accuracy']}", file=sys.stderr)
 
     bundle, result = train_generator_from_scratch(recipe, captioned_images, seed, steps)
-    tail = result.history[-100:]
-    evaluation = recipe.evaluate
-    record = {
-        "command": f"python -m erase pretrain {recipe.name}" + (f" --steps {steps}" if steps else ""),
-        "seed": seed,
-        "steps": len(result.history),
-        "batch_size": recipe.pretrain.get("batch_size"),
-        "train_seconds": round(result.train_seconds, 1),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "final_loss": sum(r["retain_loss"] for r in tail) / max(1, len(tail)),
-        "probe": probe_record,
-        "generated_probe_accuracy": score_generator(bundle, probe, seed, 8, evaluation.get("batch_size", 192)),
-        "machine": machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-    def save(folder: Path) -> None:
-        bundle.pipeline.save_pretrained(str(folder), safe_serialization=True)
-        (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-
-    write_folder(recipe.weights_dir, save)
+    batch_size = recipe.evaluate.get("batch_size", 192)
+    record = generator_record(recipe, seed, steps, result, started, probe=probe_record,
+                              generated_probe_accuracy=score_generator(bundle, probe, seed, 8, batch_size))
+    save_generator(recipe, bundle, record)
     return record
