@@ -66,7 +66,7 @@ def check_concept_run(config: RunConfig, recipe: Recipe) -> tuple[str, ConceptPr
     concept = check_concept(config.target[0] if config.target else None)
     prompts = concept_prompts(recipe, concept, config.extra.get("anchor"), config.extra.get("eval_prompts"))
     method = method_class(config.method)
-    if not method.needs_steps or method.settings_section == "pretrain":
+    if method.needs_training_data:
         raise UserError(f"method {config.method} works on the model's training data (logged updates or "
                         f"retraining); a concept's forget data are generated images: use e.g. salun, esd or ga")
     if method.uses_retain and not prompts.retain:
@@ -105,7 +105,8 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     if is_main():  # under `accelerate launch` every process trains; only the main one evaluates and writes
         print(f"run folder: {run_folder}", file=sys.stderr)
     # generated once, by the main process, and handed to the others
-    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder))
+    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder,
+                                                                method.forget_images))
     method.validate(bundle.denoiser, forget_set, retain_set)
     target = {"kind": "concept", "value": concept, "name": concept}
     extra = {"prompts": prompts.as_dict(),
