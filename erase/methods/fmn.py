@@ -96,6 +96,9 @@ class ForgetMeNot(Method):
 
     def validate(self, model, forget_set, retain_set) -> None:
         super().validate(model, forget_set, retain_set)
+        if not any(name.endswith("attn2") for name, _ in model.named_modules()):
+            raise UserError(f"fmn re-steers cross-attention maps: {type(model).__name__} has no cross-attention "
+                            f"(attn2); it applies to text-to-image models only")
         if getattr(forget_set, "concept_ids", None) is None and getattr(forget_set, "anchor_ids", None) is None:
             raise UserError("fmn needs the concept's words in the forget prompts: the forget data carry no concept "
                             "or anchor prompt (text-to-image concepts only)")
