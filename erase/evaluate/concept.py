@@ -171,8 +171,9 @@ class ConceptEvaluation:
         key = {"kind": self.kind, "forget": self.eval_forget, "retain": self.eval_retain, "n": self.per_prompt,
                "rows": None if self.rows is None else [self.rows.seeds, self.rows.guidance, self.rows.categories],
                "seed": self.config.seed, "sampling": bundle.recipe.sampling,
-               "threshold": getattr(self, "threshold", None),
-               "clip": None if self.clip is None else str(self.clip.folder)}
+               "threshold": getattr(self, "threshold", None)}
+        if self.clip is not None:  # runs without a CLIP model keep the keys they had
+            key["clip"] = str(self.clip.folder)
         modules = [bundle.denoiser, bundle.adapter.text_encoder] + ([self.probe] if self.probe is not None else [])
         modules += [self.clip.model] if self.clip is not None else []
         metrics = cached("concept-eval", modules, key, lambda: self.metrics(bundle, desc))
