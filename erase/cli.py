@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "value), otherwise a prompt that replaces every anchor prompt")
     p.add_argument("--tiny", action="store_true", help="with --init random: a tiny random SD stack (tests, timing)")
     p.add_argument("--images-per-prompt", type=int, help="evaluation images per evaluation prompt")
+    p.add_argument("--clip", metavar="DIR", help="a local CLIP model folder (transformers CLIPModel, tokenizer, "
+                   "preprocessor_config.json): adds the CLIP score of the retained prompts' images")
     add_eval_prompts_option(p)
     add_run_options(p, sampling=False)
 

@@ -42,12 +42,23 @@ def tiny_unet():
     return build
 
 
+TEXT_TO_IMAGE_SELECTIONS = ("cross-attn-kv",)  # cross-attention key/value projections: no class-conditional UNet has them
+
+
 def _cases():
     for method in UPDATE_RULES:
         for objective in OBJECTIVES:
             yield method, objective, None
         for params in selection_names():
-            yield method, None, params
+            if params not in TEXT_TO_IMAGE_SELECTIONS:
+                yield method, None, params
+
+
+@pytest.mark.parametrize("params", TEXT_TO_IMAGE_SELECTIONS)
+def test_text_to_image_selections_refuse_a_class_conditional_unet(params, digits, tiny_unet, tmp_path):
+    bundle, _ = tiny_unet(tmp_path)
+    with pytest.raises(UserError, match="text-to-image models only"):
+        make_method("relabel", params=params).validate(bundle.denoiser, *digits)
 
 
 @pytest.mark.parametrize("method, objective, params", list(_cases()))
@@ -82,7 +93,7 @@ def test_classification_composes_or_refuses_clearly(method, objective, params, d
         task.check_objective(m.objective)
         m.validate(model, *digits)
     except UserError as error:  # ESD needs a guided generator; conditioning selections need conditioning
-        assert m.objective == "esd" or m.params in ("cross-attn", "non-cross-attn"), str(error)
+        assert m.objective == "esd" or m.params in ("cross-attn", "non-cross-attn", "cross-attn-kv"), str(error)
         return
     result = run(m, model, task, *digits, steps=2, lr=1e-3)
     assert len(result.history) == 2

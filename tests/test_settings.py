@@ -25,6 +25,7 @@ BAD = {
     "form": "slow", "epsilon": "abc", "multiplier_lr": "0", "multiplier_decay": "-0.1", "multiplier_init": "[1]",
     "forget_floor": "-1", "retain_floor": "1e400", "surgery_eps": "inf",
     "keep": "1.5", "log": "",
+    "preserve_lambda": "-1", "ridge": "0",
 }
 COMMANDS = {  # each refuses a bad setting before any work; --init random needs no weights
     "class": ["class", "--model", "tiny-ddpm.yaml", "--forget", "3", "--init", "random"],

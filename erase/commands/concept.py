@@ -14,6 +14,7 @@ from pathlib import Path
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.data.prompts import ConceptPrompts, check_concept, concept_prompts
 from erase.errors import UserError
+from erase.evaluate.clip_score import check_clip_folder
 from erase.methods import method_class
 from erase.models import check_weights
 from erase.models.tiny_sd import apply_tiny
@@ -35,13 +36,15 @@ def concept_recipe(model: str, tiny: bool, init: str) -> Recipe:
 
 
 def resolve_concept_config(command: str, model: str, method: str, concept: str | None, tiny: bool = False,
-                           anchor: str | None = None, eval_prompts: str | None = None,
+                           anchor: str | None = None, eval_prompts: str | None = None, clip: str | None = None,
                            **options) -> tuple[RunConfig, Recipe]:
     concept = check_concept(concept)
     recipe = concept_recipe(model, tiny, options.get("init", "pretrained"))
     extra = {"tiny": tiny, "anchor": anchor}
     if eval_prompts:
         extra["eval_prompts"] = str(Path(eval_prompts).expanduser().resolve())
+    if clip:
+        extra["clip"] = check_clip_folder(clip)
     config, recipe = resolve_config(command, model, method, [concept], recipe=recipe, extra=extra, **options)
     # an unknown concept or anchor, or a bad prompt CSV, fails here, before any work
     concept_prompts(recipe, concept, anchor, extra.get("eval_prompts"))
@@ -66,12 +69,14 @@ def check_concept_run(config: RunConfig, recipe: Recipe) -> tuple[str, ConceptPr
     concept = check_concept(config.target[0] if config.target else None)
     prompts = concept_prompts(recipe, concept, config.extra.get("anchor"), config.extra.get("eval_prompts"))
     method = method_class(config.method)
-    if not method.needs_steps or method.settings_section == "pretrain":
+    if method.needs_training_data:
         raise UserError(f"method {config.method} works on the model's training data (logged updates or "
                         f"retraining); a concept's forget data are generated images: use e.g. salun, esd or ga")
     if method.uses_retain and not prompts.retain:
         raise UserError(f"method {config.method} needs retain prompts: add lines to the concept's retain.txt")
     check_esd_prompts(config, prompts)
+    if config.extra.get("clip"):  # a resumed run's CLIP folder may have gone since
+        check_clip_folder(config.extra["clip"])
     check_weights(recipe, config.weights, config.init)
     return concept, prompts
 
@@ -105,10 +110,11 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     if is_main():  # under `accelerate launch` every process trains; only the main one evaluates and writes
         print(f"run folder: {run_folder}", file=sys.stderr)
     # generated once, by the main process, and handed to the others
-    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder, method.uses_retain))
+    forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder,
+                                                            method.forget_images, method.uses_retain))
     method.validate(bundle.denoiser, forget_set, retain_set)
     target = {"kind": "concept", "value": concept, "name": concept}
-    extra = {"prompts": prompts.as_dict(),
+    extra = {"prompts": prompts.as_dict(), "clip": evaluation.clip_report(),
              "data": {"forget_images": len(forget_set), "retain_images": len(retain_set) if retain_set else 0}}
     unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluation, target,
                          command_line, started, extra)
@@ -130,7 +136,7 @@ def main(args, command_line: str) -> int:
             evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
         config, recipe = resolve_concept_config(
             "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor,
-            eval_prompts=args.eval_prompts, seed=args.seed, evaluate=evaluate, **run_options(args))
+            eval_prompts=args.eval_prompts, clip=args.clip, seed=args.seed, evaluate=evaluate, **run_options(args))
         folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
     from erase.runs.processes import is_main
 

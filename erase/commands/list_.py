@@ -22,6 +22,7 @@ METRICS = {
                       "when its weights are local (--inception-weights, $ERASE_INCEPTION or /tmp)",
     "concept: concept_rate": "t2i-shapes: share of images for prompts naming the concept that the probe calls it",
     "concept: nudity_rate": "share of images for nudity prompts with any NudeNet exposed class >= threshold",
+    "concept: clip_score": "with --clip DIR: mean 100 * max(cos(image, prompt), 0) over the retained prompts' images",
     "classify: unlearning_accuracy": "UA, 1 - accuracy on the forget set (training samples)",
     "classify: retained_accuracy": "RA, accuracy on the retain set",
     "classify: test_accuracy": "TA, accuracy on the test set (without the forgotten class for class forgetting)",

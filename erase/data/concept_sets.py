@@ -24,20 +24,20 @@ DATA_SEED_OFFSET = 7919  # forget/retain images use other seeds than the evaluat
 
 def generate_data(bundle: GeneratorBundle, prompts: list[str], total: int, config: RunConfig, desc: str,
                   anchors: list[str] | None = None, concept: str | None = None,
-                  neutral: list[str] | None = None) -> PromptImages:
+                  neutral: list[str] | None = None, image_prompts: list[str] | None = None) -> PromptImages:
     """`total` images for `prompts` (the same number each) with the token ids of what the objectives need:
-    each image's anchor and neutral prompt (one per prompt, when given) and the concept prompt."""
+    each image's anchor and neutral prompt (one per prompt, when given) and the concept prompt.
+    `image_prompts`: draw each image for this prompt instead (one per prompt; Concept Ablation: the anchor)."""
     per_prompt = max(1, math.ceil(total / len(prompts)))
     seed, sampling, batch_size = config.seed + DATA_SEED_OFFSET, bundle.recipe.sampling, config.evaluate.get(
         "batch_size", 64)
+    drawn = list(image_prompts or prompts)
 
     def generate():
-        images, index = generate_for_prompts(bundle.pipeline, prompts, per_prompt, seed, sampling, batch_size,
-                                             desc=desc)
+        images, index = generate_for_prompts(bundle.pipeline, drawn, per_prompt, seed, sampling, batch_size, desc=desc)
         return {"images": to_uint8(images), "index": index}  # uint8: 4x smaller; items convert back
 
-    key = {"prompts": list(prompts), "per_prompt": per_prompt, "seed": seed, "sampling": sampling,
-           "batch_size": batch_size}
+    key = {"prompts": drawn, "per_prompt": per_prompt, "seed": seed, "sampling": sampling, "batch_size": batch_size}
     generated = cached("concept-data", [bundle.denoiser, *bundle.adapter.frozen_modules()], key, generate)
     images, index = generated["images"], generated["index"]
     tokenize = bundle.adapter.tokenize
@@ -67,9 +67,10 @@ def load_data(path: Path) -> PromptImages:
 
 
 def concept_data(bundle: GeneratorBundle, prompts: ConceptPrompts, config: RunConfig, folder: Path,
-                 with_retain: bool = True):
-    """(forget set, retain set): from data/ in the run folder, or generated now and stored there. Without
-    `with_retain` (a method that trains on forget data only, such as ESD) no retain images are made."""
+                 forget_images: str = "forget", with_retain: bool = True):
+    """(forget set, retain set): from data/ in the run folder, or generated now and stored there.
+    `forget_images`: what the forget images show, the forget prompts or their anchors (a method's choice).
+    Without `with_retain` (a method that trains on forget data only, such as ESD) no retain images are made."""
     train = bundle.recipe.train
     sets = []
     for name, texts, total in (("forget", prompts.forget, train.get("forget_images", 64)),
@@ -81,10 +82,13 @@ def concept_data(bundle: GeneratorBundle, prompts: ConceptPrompts, config: RunCo
             sets.append(load_data(path))
         else:
             extras = (prompts.anchors, prompts.esd_prompt, prompts.neutral) if name == "forget" else ()
-            data = generate_data(bundle, texts, int(total), config, f"generate {name} data", *extras)
+            drawn = prompts.anchors if name == "forget" and forget_images == "anchor" else None
+            data = generate_data(bundle, texts, int(total), config, f"generate {name} data", *extras,
+                                 image_prompts=drawn)
             save_data(data, path)
             sets.append(data)
     write_json_atomic(folder / "data" / "prompts.json", {"forget": prompts.forget, "anchors": prompts.anchors,
                                                          "neutral": prompts.neutral, "retain": prompts.retain,
-                                                         "esd": prompts.esd_prompt})
+                                                         "esd": prompts.esd_prompt,
+                                                         "forget_images": forget_images})
     return sets[0], sets[1]

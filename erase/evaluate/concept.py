@@ -45,6 +45,20 @@ class ConceptEvaluation:
             self.threshold = float(settings.get("nudity_threshold", 0.6))
         else:
             self.kind = "none"
+        self.clip = None  # the CLIP score of the retained prompts' images, with the model of --clip DIR
+        if config.extra.get("clip"):
+            from erase.evaluate.clip_score import ClipScorer
+
+            self.clip = ClipScorer(config.extra["clip"])
+
+    def clip_report(self) -> dict[str, Any]:
+        """EVAL.json's `clip`: which CLIP model scored which images, or why there is no CLIP score."""
+        from erase.evaluate.clip_score import SKIPPED
+
+        if self.clip is None:
+            return {"skipped": SKIPPED}
+        return {"model": str(self.clip.folder), "images": "the retained (evaluation retain) prompts' images, each "
+                "against its own prompt", "metric": "clip_score = mean of 100 * max(cos(image, text), 0)"}
 
     def generate(self, bundle, prompts: list[str], desc: str):
         rows = self.rows if self.rows is not None and prompts is self.eval_forget else None
@@ -52,7 +66,12 @@ class ConceptEvaluation:
                                     bundle.recipe.sampling, self.batch_size, desc=desc,
                                     seeds=rows.seeds if rows else None, guidance=rows.guidance if rows else None)
 
-    def shapes_metrics(self, bundle, desc: str) -> dict[str, Any]:
+    def side_images(self, bundle, desc: str, sides: tuple[str, ...]) -> dict[str, tuple]:
+        """{side: (images, index of each image's prompt)} for the forget and/or retain evaluation prompts."""
+        texts = {"forget": self.eval_forget, "retain": self.eval_retain}
+        return {side: self.generate(bundle, texts[side], f"{desc}: {side} prompts") for side in sides}
+
+    def shapes_metrics(self, images: dict[str, tuple]) -> dict[str, Any]:
         from erase.data.shapes import ATTRIBUTES, attribute_of, caption_labels
         from erase.evaluate.attributes import attribute_accuracy, predict_attributes
         from erase.evaluate.probe import wilson_interval
@@ -63,8 +82,8 @@ class ConceptEvaluation:
         result: dict[str, Any] = {"attribute": attribute}
         predicted, labels = {}, {}
         for side, texts in (("forget", self.eval_forget), ("retain", self.eval_retain)):
-            images, index = self.generate(bundle, texts, f"{desc}: {side} prompts")
-            predicted[side] = predict_attributes(self.probe, images)
+            generated, index = images[side]
+            predicted[side] = predict_attributes(self.probe, generated)
             labels[side] = torch.tensor([caption_labels(t) for t in texts])[index]
             result[f"attribute_accuracy_{side}_prompts"] = attribute_accuracy(predicted[side], labels[side])
         hits = int((predicted["forget"][:, a] == value).sum())
@@ -82,13 +101,13 @@ class ConceptEvaluation:
                        "per_class_accuracy": {name: per_value[name] for name in values if name in per_value}})
         return result
 
-    def nudity_metrics(self, bundle, desc: str) -> dict[str, Any]:
+    def nudity_metrics(self, images: dict[str, tuple]) -> dict[str, Any]:
         from erase.evaluate.nudity import detect, nudity_metrics
 
         scores, detections = {}, {}
-        for side, texts in (("forget", self.eval_forget), ("retain", self.eval_retain)):
-            images, index = self.generate(bundle, texts, f"{desc}: {side} prompts")
-            detections[side] = (detect(self.detector, images), index)
+        for side in ("forget", "retain"):
+            generated, index = images[side]
+            detections[side] = (detect(self.detector, generated), index)
             scores[side] = nudity_metrics(detections[side][0], self.threshold)
         from erase.evaluate.probe import wilson_interval
 
@@ -115,13 +134,22 @@ class ConceptEvaluation:
         return rates
 
     def metrics(self, bundle, desc: str) -> dict[str, Any]:
+        skipped = {"skipped": f"no judge for concept {self.prompts.concept!r} (erase scores nudity with NudeNet "
+                              f"and the shapes world with its probe): compare the grids"}
+        if self.kind == "none" and self.clip is None:
+            return skipped
+        images = self.side_images(bundle, desc, ("retain",) if self.kind == "none" else ("forget", "retain"))
         if self.kind == "shapes-probe":
-            result = self.shapes_metrics(bundle, desc)
+            result = self.shapes_metrics(images)
         elif self.kind == "nudenet":
-            result = self.nudity_metrics(bundle, desc)
+            result = self.nudity_metrics(images)
         else:
-            return {"skipped": f"no judge for concept {self.prompts.concept!r} (erase scores nudity with NudeNet "
-                               f"and the shapes world with its probe): compare the grids"}
+            result = skipped
+        if self.clip is not None:
+            retain_images, retain_index = images["retain"]
+            result.update(self.clip.metrics(retain_images, self.eval_retain, retain_index))
+        if self.kind == "none":
+            return result
         result.update({"judge": self.kind, "eval_prompts": {"forget": len(self.eval_forget),
                                                             "retain": len(self.eval_retain)},
                        "images_per_prompt": self.per_prompt, "sampling": dict(bundle.recipe.sampling)})
@@ -144,6 +172,9 @@ class ConceptEvaluation:
                "rows": None if self.rows is None else [self.rows.seeds, self.rows.guidance, self.rows.categories],
                "seed": self.config.seed, "sampling": bundle.recipe.sampling,
                "threshold": getattr(self, "threshold", None)}
-        modules = [bundle.denoiser, *bundle.adapter.frozen_modules(), *([self.probe] if self.probe is not None else [])]
+        if self.clip is not None:  # runs without a CLIP model keep the keys they had
+            key["clip"] = str(self.clip.folder)
+        modules = [bundle.denoiser, *bundle.adapter.frozen_modules(), *([self.probe] if self.probe is not None else []),
+                   *([self.clip.model] if self.clip is not None else [])]
         metrics = cached("concept-eval", modules, key, lambda: self.metrics(bundle, desc))
         return metrics, self.grid(bundle)

@@ -36,6 +36,7 @@ def dataset_ids(dataset) -> torch.Tensor:
 class Amnesiac(FineTune):
     summary = "subtract the logged updates of the batches that held forget data; steps fine-tune on retain"
     needs_steps = False
+    needs_training_data = True
     settings = (KEEP, Text("log", None, "update-log folder (none: the one recorded for these weights)",
                            optional=True))
 

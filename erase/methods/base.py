@@ -41,6 +41,13 @@ class Method:
     uses_retain = True
     settings_section = "unlearn"  # recipe section with this method's default steps/lr/optimizer ("pretrain": retrain)
     needs_steps = True  # False: prepare() does the unlearning and the steps are optional fine-tuning
+    # core values (steps, lr...) of this method that win over the recipe's `unlearn` section (and lose to its
+    # `methods.<name>` and the command line): a closed-form edit (uce) runs no steps unless asked
+    run_defaults: dict[str, Any] = {}
+    needs_training_data = False  # True: works on the model's own training data (logged updates, retraining)
+    # what the forget images of a concept run show: the forget prompts, or their anchors (Concept Ablation
+    # trains the concept prompt on images of the anchor); their token ids are the forget prompts' either way
+    forget_images = "forget"
     # True: tensors the selection excludes entirely are frozen. Update rules that also take unmasked steps
     # (SFR-on's retain step) set False so every tensor stays in the optimizer.
     freeze_unselected = True

@@ -20,6 +20,7 @@ from erase.errors import UserError
 from erase.methods.selection import Masks, Selection, register_selection
 
 CROSS_ATTENTION = re.compile(r"(^|\.)attn2\.")
+CROSS_ATTENTION_KV = re.compile(r"(^|\.)attn2\.to_[kv]\.")
 CLASS_CONDITIONING = re.compile(
     r"(^|\.)(class_embedding|class_embedder|time_emb_proj|norm1\.linear|proj_out_1"
     r"|classes_emb|null_classes_emb|cemb|temb_cemb_proj)(\.|$)")
@@ -83,3 +84,20 @@ class NonCrossAttention(ByName):
         excluded = set(conditioning_names(model)[0])
         return {n for n, _ in model.named_parameters()
                 if n not in excluded and not TIME_EMBEDDING.search(n) and not OUTPUT_LAYERS.search(n)}
+
+
+@register_selection("cross-attn-kv")
+class CrossAttentionKeyValue(ByName):
+    """The key and value projections of every cross-attention layer: what reads the text embeddings (Concept
+    Ablation's `crossattn_kv`, the weights UCE edits)."""
+
+    summary = "the key and value projections of every cross-attention layer (attn2.to_k, attn2.to_v)"
+    works_on = "models with cross-attention (text-to-image); not class-conditional models or classifiers"
+
+    def validate(self, model) -> None:
+        if not self.chosen(model):
+            raise UserError(f"params {self.name}: {type(model).__name__} has no cross-attention (attn2.to_k, "
+                            f"attn2.to_v): it applies to text-to-image models only")
+
+    def chosen(self, model) -> set[str]:
+        return {n for n, _ in model.named_parameters() if CROSS_ATTENTION_KV.search(n)}

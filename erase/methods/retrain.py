@@ -38,6 +38,7 @@ def reinitialise(model: torch.nn.Module, seed: int) -> None:
 class Retrain(FineTune):
     summary = "fresh weights trained on the retain data with the pretrain recipe (the reference)"
     settings_section = "pretrain"
+    needs_training_data = True
 
     def prepare(self, model, task, data, accelerator, total_steps: int) -> None:
         reinitialise(model, data.seed)

@@ -35,13 +35,17 @@ def recipe_where(recipe: Recipe) -> str:
 def method_layers(recipe: Recipe, method: str) -> list[tuple[str, dict[str, Any]]]:
     """The recipe's defaults for `method`, lowest first, each with where it is written: `unlearn`, then
     `methods.<name>`; methods that train from scratch (settings_section "pretrain") take the training
-    settings of the recipe's `pretrain` section instead of `unlearn`."""
+    settings of the recipe's `pretrain` section instead of `unlearn`; a method's own `run_defaults` (uce: no
+    steps) sit between the two."""
     where = recipe_where(recipe)
-    if method_class(method).settings_section == "pretrain":
+    cls = method_class(method)
+    if cls.settings_section == "pretrain":
         base = ("pretrain", {k: v for k, v in recipe.pretrain.items() if k in TRAIN_FIELDS or k == "checkpoint_every"})
     else:
         base = ("unlearn", dict(recipe.unlearn))
-    return [(f"{where}, {base[0]}", base[1]), (f"{where}, methods.{method}", dict(recipe.methods.get(method) or {}))]
+    own = [(f"method {method}", dict(cls.run_defaults))] if cls.run_defaults else []
+    return [(f"{where}, {base[0]}", base[1]), *own,
+            (f"{where}, methods.{method}", dict(recipe.methods.get(method) or {}))]
 
 
 def method_section(recipe: Recipe, method: str) -> dict[str, Any]:
