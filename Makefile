@@ -18,14 +18,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m erase class --forget 3 --method salun
 
+# Two pytest-xdist workers of one thread each use the two cores better than one process of two threads
+# (docs/benchmarks.md, "Test suite"); the longest tests go first (tests/conftest.py), the slowest are listed.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --maxschedchunk 1 --durations=15
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m bench.run
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache
