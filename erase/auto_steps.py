@@ -34,9 +34,16 @@ SETTINGS = by_name((
 ))
 
 
+def own_data_size(recipe, config, size: int) -> int:
+    """`size` (the training data the run unlearns on) when that data is a user's folder (--data, or a model
+    trained on one), else 0: the embedded worlds keep the steps their recipes were tuned with."""
+    return size if (config.extra.get("data") or recipe.data) else 0
+
+
 def budget(steps: int, auto: dict[str, Any], train_size: int, batch_size: int) -> int:
     """The steps a `--steps auto` run may take: `epochs` passes over `train_size` samples when the recipe
-    states its budget in epochs, else the recipe's steps."""
+    states its budget in epochs and the data is a user's (train_size > 0, see own_data_size), else the
+    recipe's steps."""
     epochs = auto.get("epochs")
     if epochs and train_size:
         return max(MIN_BUDGET, math.ceil(epochs * train_size / batch_size))
@@ -97,7 +104,7 @@ class AutoStop:
         started = time.perf_counter()
         training = model.training
         model.eval()
-        ua, retained = self.check(model)
+        ua, retained = (getattr(self.check, "original", self.check) if step == 0 else self.check)(model)
         model.train(training)
         scores = {"ua": float(ua), "retained": float(retained)}
         if self.reduce is not None:
@@ -116,8 +123,14 @@ class AutoStop:
         self.seconds += time.perf_counter() - started
         return record
 
+    @property
+    def guard(self) -> float:
+        """The retained points a kept check may lose: max_retain_drop, but never less than one sample of the
+        check (a guard finer than the check can see would refuse every model over one sample)."""
+        return max(self.max_retain_drop, getattr(self.check, "resolution", 0.0))
+
     def within_guard(self, record: dict[str, Any]) -> bool:
-        return record["retained"] >= self.baseline - self.max_retain_drop - 1e-9
+        return record["retained"] >= self.baseline - self.guard - 1e-9
 
     @property
     def baseline(self) -> float:
@@ -153,14 +166,14 @@ class AutoStop:
         elif met and guarded:
             note = f"target met at step {best['step']} ({self.target.describe()} on the check)"
         elif met:
-            note = (f"every check that met the target lost more than {self.max_retain_drop:.0%} retained "
+            note = (f"every check that met the target lost more than {self.guard:.1%} retained "
                     f"accuracy: kept the best compromise, step {best['step']}")
         else:
             note = (f"target never met within the budget of {self.total} steps: kept the best check, step "
                     f"{best['step']} (UA {best['ua']:.1%})")
         return {"budget": self.total, "every": self.every, "target": self.target.describe(),
                 "target_ua": self.target.ua if self.target.kind != "random" else None,
-                "max_retain_drop": self.max_retain_drop, "check": self.label, "stopped_at": stopped_at,
+                "max_retain_drop": self.max_retain_drop, "guard": self.guard, "check": self.label, "stopped_at": stopped_at,
                 "kept_step": best["step"] if best else stopped_at, "target_met": met,
                 "guard_met": guarded, "compromise": met and not guarded, "note": note,
                 "original": self.checks[0] if self.checks else None,

@@ -226,3 +226,19 @@ def test_recipe_epochs_and_flags_reach_the_config(workdir):
     assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0} and config.steps == 30
     assert resolve_config("classify", str(path), "salun", ["class:3"])[0].auto is None  # Python default: fixed
     assert resolve_config("classify", str(path), "retrain", ["class:3"], steps="auto")[0].auto is None
+
+
+def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):
+    """`erase class` defaults to auto: the probe's check on a few dozen samples, at the recipe's sampling."""
+    code, out, err = cli("class", "--model", tiny_recipe, "--init", "random", "--forget", "3", "--method", "ga",
+                         "--samples", "2", "--forget-samples", "4", "--out", "run")
+    assert code == 0, err
+    report = json.loads((workdir / "run" / "EVAL.json").read_text())
+    auto = report["auto_steps"]
+    assert auto["budget"] == 3 and auto["every"] == 1 and auto["check"].startswith("probe on 60 samples")
+    assert [c["step"] for c in auto["checks"]][:2] == [0, 1] and report["steps"] == auto["kept_step"]
+    assert auto["guard"] == pytest.approx(1 / 36)  # one retained sample of the check: finer than 2 points
+    assert f"stopped at step {auto['stopped_at']} of 3" in out
+    history = _history(workdir / "run")
+    assert history[0] == {"step": 0, "check_ua": auto["checks"][0]["ua"],
+                          "check_retained": auto["checks"][0]["retained"], "check_met": auto["checks"][0]["met"]}

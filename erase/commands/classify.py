@@ -135,7 +135,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
         check_out_folder(config.out, overwrite)
     import torch
 
-    from erase.auto_steps import auto_stop
+    from erase.auto_steps import auto_stop, own_data_size
     from erase.evaluate.classification import gap_to_retrain
     from erase.runs.lifecycle import add_auto_report, finish_run, new_run_folder, report_head, save_model
     from erase.runs.processes import is_main, shared_folder, wait_for_everyone
@@ -174,7 +174,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
     evaluate_seconds += time.perf_counter() - eval_started
 
     auto = auto_stop(config, classifier_check(data.forget, data.test, config.seed), data.target["kind"],
-                     len(data.forget) + len(data.retain), CLASSIFIER_CHECKS,
+                     own_data_size(recipe, config, len(data.forget) + len(data.retain)), CLASSIFIER_CHECKS,
                      f"forget-set UA and held-out test accuracy (slices of up to {CHECK_SLICE})")
     result = unlearn(bundle.model, task, method, data.forget, data.retain, train_settings(config, auto),
                      checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl",
