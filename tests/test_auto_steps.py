@@ -242,3 +242,13 @@ def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):
     history = _history(workdir / "run")
     assert history[0] == {"step": 0, "check_ua": auto["checks"][0]["ua"],
                           "check_retained": auto["checks"][0]["retained"], "check_met": auto["checks"][0]["met"]}
+
+
+def test_concept_checks_with_its_judge(cli, workdir):
+    code, out, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--method", "ga",
+                         "--out", "run")
+    assert code == 0, err
+    report = json.loads((workdir / "run" / "EVAL.json").read_text())
+    auto = report["auto_steps"]
+    assert auto["check"].startswith("nudenet on ") and auto["budget"] == 2 and auto["checks"][0]["step"] == 0
+    assert report["steps"] == auto["kept_step"] and 0 <= report["seconds"]["checks_share"] < 1
