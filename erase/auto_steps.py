@@ -137,11 +137,12 @@ class AutoStop:
         return self.checks[0]["retained"]
 
     def rank(self, record: dict[str, Any]) -> tuple:
-        """Higher is better: met and guarded > met only > not met; then the retained score (met) or the
-        guard, UA and retained score (not met); the earlier step on a tie."""
+        """Higher is better: met and guarded > met only > not met; then the retained score and the earlier
+        step (met), or the guard, UA, retained score and the later step (not met: with nothing forgotten
+        better, the model that trained on the retain data longest)."""
         if record["met"]:
             return (2 if record["guard"] else 1, record["retained"], -record["step"])
-        return (0, record["guard"], record["ua"], record["retained"], -record["step"])
+        return (0, record["guard"], record["ua"], record["retained"], record["step"])
 
     def best(self) -> dict[str, Any] | None:
         trained = [c for c in self.checks if c["step"] > 0]

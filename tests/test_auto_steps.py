@@ -99,6 +99,13 @@ def test_keeps_the_best_check_and_says_so_when_the_target_is_never_met():
     assert _same(model, _train(6)[0])
 
 
+def test_never_met_with_nothing_forgotten_keeps_the_end_of_the_budget():
+    script = {0: (0.0, 0.9), 2: (0.0, 0.9), 4: (0.0, 0.9), 6: (0.0, 0.9)}  # ft on a generator: UA stays 0
+    model, result = _train(6, script)
+    assert result.auto["kept_step"] == 6 and not result.auto["target_met"]
+    assert _same(model, _train(6)[0])
+
+
 def test_last_check_kept_leaves_the_final_weights():
     script = {0: (0.0, 0.9), 3: (0.5, 0.9), 6: (0.6, 0.9), 7: (0.9, 0.9)}
     model, result = _train(7, script, every=3)  # the end of the budget is always checked
