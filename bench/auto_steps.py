@@ -105,36 +105,45 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _steps(row: dict) -> str:
+    return f"{row['steps']} / {row['stopped_at']} / {row['budget']}"
+
+
+SHARED = (("steps kept / stopped / budget", _steps), ("checks share", lambda r: f"{_pct(r['checks_share'])} %"),
+          ("pass", lambda r: "yes" if r["passed"] else "NO"))
+CLASSIFIER_COLUMNS = (
+    ("UA", lambda r: _pct(r["unlearning_accuracy"])), ("RA", lambda r: _pct(r["retained_accuracy"])),
+    ("TA", lambda r: _pct(r["test_accuracy"])), ("MIA", lambda r: _pct(r["mia_efficacy"])),
+    ("avg gap", lambda r: _pct(r["avg_gap"])),
+    ("retrain RA / TA", lambda r: f"{_pct(r['retrained']['retained_accuracy'])} / "
+                                  f"{_pct(r['retrained']['test_accuracy'])}"), *SHARED)
+GENERATOR_COLUMNS = (
+    ("UA", lambda r: _pct(r["unlearning_accuracy"])),
+    ("RA (original)", lambda r: f"{_pct(r['retained_accuracy'])} ({_pct(r['original_retained_accuracy'])})"),
+    ("retained drop", lambda r: _pct(r["retained_drop"])), *SHARED)
+
+
+def _table(title: str, columns, rows: dict) -> list[str]:
+    lines = [title, "", "| method | " + " | ".join(h for h, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {method} | " + " | ".join(cell(row) for _, cell in columns) + " |" for method, row in rows.items()]
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
+    forgotten = ", ".join(f"{d} {c}" for d, c in DATASETS.items() if d in results["datasets"])
     lines = [f"`{results['command']}` ({results['date']}, {results['seconds']} s; {results['per_class']} images "
-             f"per class, a fifth held out as the test split; forget class: {', '.join(f'{d} {c}' for d, c in DATASETS.items() if d in results['datasets'])}). "
+             f"per class, a fifth held out as the test split; forget class: {forgotten}). "
              "Every run with no flags: `--steps auto`, target UA 99 %, retained guard 2 points. Pass: UA 100 % and "
              "avg gap to the retrained model <= 2 points (classifiers); UA >= 95 % and retained drop <= 3 points "
              "(generators).", ""]
     for name, dataset in results["datasets"].items():
-        classifier = dataset.get("classifier")
+        classifier, generator = dataset.get("classifier"), dataset.get("generator")
         if classifier:
-            lines += [f"### {name}: classifier (test accuracy {_pct(classifier['model_test_accuracy'])} %)", "",
-                      "| method | UA | RA | TA | MIA | avg gap | retrain RA / TA | steps kept / stopped / budget | "
-                      "checks share | pass |", "|---|---|---|---|---|---|---|---|---|---|"]
-            for method, row in classifier["methods"].items():
-                lines.append(f"| {method} | {_pct(row['unlearning_accuracy'])} | {_pct(row['retained_accuracy'])} | "
-                             f"{_pct(row['test_accuracy'])} | {_pct(row['mia_efficacy'])} | {_pct(row['avg_gap'])} | "
-                             f"{_pct(row['retrained']['retained_accuracy'])} / "
-                             f"{_pct(row['retrained']['test_accuracy'])} | {row['steps']} / {row['stopped_at']} / "
-                             f"{row['budget']} | {_pct(row['checks_share'])} % | {'yes' if row['passed'] else 'NO'} |")
-            lines.append("")
-        generator = dataset.get("generator")
+            lines += _table(f"### {name}: classifier (test accuracy {_pct(classifier['model_test_accuracy'])} %)",
+                            CLASSIFIER_COLUMNS, classifier["methods"])
         if generator:
-            lines += [f"### {name}: generator (`pretrain ddpm --data`, `class --forget`)", "",
-                      "| method | UA | RA (original) | retained drop | steps kept / stopped / budget | checks share | "
-                      "pass |", "|---|---|---|---|---|---|---|"]
-            for method, row in generator["methods"].items():
-                lines.append(f"| {method} | {_pct(row['unlearning_accuracy'])} | {_pct(row['retained_accuracy'])} "
-                             f"({_pct(row['original_retained_accuracy'])}) | {_pct(row['retained_drop'])} | "
-                             f"{row['steps']} / {row['stopped_at']} / {row['budget']} | "
-                             f"{_pct(row['checks_share'])} % | {'yes' if row['passed'] else 'NO'} |")
-            lines.append("")
+            lines += _table(f"### {name}: generator (`pretrain ddpm --data`, `class --forget`)", GENERATOR_COLUMNS,
+                            generator["methods"])
     return "\n".join(lines).rstrip("\n")
 
 

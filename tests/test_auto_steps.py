@@ -1,8 +1,6 @@
 """`--steps auto`: the recipe's steps are a budget, a held-out check stops the run once the target is met within
 the retained-accuracy guard, the best check is kept, a run resumes to the same end, `--steps N` is unchanged."""
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,8 @@ from erase.cli import main
 from erase.methods import make_method
 from erase.train import Interrupted, StepHook, TrainSettings, make_accelerator, unlearn
 from tests.conftest import files_under
-from toy import RegressionTask, toy_data, toy_model
+from tests.test_classify_run import TINY_CNN as CLASSIFY_CNN
+from toy import InterruptAfter, RegressionTask, toy_data, toy_model
 
 
 class Scripted:
@@ -38,15 +37,6 @@ class Tick(StepHook):
 
     def after_step(self, model, step: int) -> None:
         self.check.step = step + 1
-
-
-class InterruptAfter(StepHook):
-    def __init__(self, step: int):
-        self.step = step
-
-    def after_step(self, model, step: int) -> None:
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _train(steps: int, script=None, every: int = 2, checkpoint_dir=None, hooks=(), drop: float = 0.02):
@@ -143,35 +133,21 @@ def test_budget_from_epochs_and_check_spacing():
 
 
 # -- end to end: erase classify on a tiny CNN --------------------------------------------------------------
-TINY_CNN = {
-    "name": "tiny-cnn", "family": "classifier", "world": "digits", "weights": "tiny-cnn",
-    "resolution": 16, "channels": 1, "num_classes": 10, "class_names": [str(i) for i in range(10)],
-    "architecture": {"type": "small-cnn", "widths": [8, 16], "dropout": 0.0},
-    "train": {"augment": "none"},
-    "unlearn": {"steps": 30, "lr": 3e-3, "batch_size": 32, "optimizer": "adam"},
-    "methods": {"relabel": {"alpha": 1.0}},
-    "evaluate": {"batch_size": 512},
-    "pretrain": {"seed": 0, "steps": 60, "batch_size": 32, "lr": 0.01, "optimizer": "adam"},
-}
+TINY_CNN = {**CLASSIFY_CNN, "architecture": {"type": "small-cnn", "widths": [8, 16], "dropout": 0.0},
+            "unlearn": {"steps": 30, "lr": 3e-3, "batch_size": 32, "optimizer": "adam"},
+            "methods": {"relabel": {"alpha": 1.0}},
+            "pretrain": {"seed": 0, "steps": 60, "batch_size": 32, "lr": 0.01, "optimizer": "adam"}}
 
 
 @pytest.fixture(scope="module")
-def tiny_cnn(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("auto-cnn")
-    recipe = folder / "tiny-cnn.yaml"
-    recipe.write_text(yaml.safe_dump(TINY_CNN))
-    assert main(["pretrain", str(recipe)]) == 0
-    return recipe
-
-
-@pytest.fixture(scope="module")
-def auto_run(tiny_cnn, tmp_path_factory):
-    """One default (auto) classify run and one with --steps 5, shared by the assertions below."""
+def auto_run(tmp_path_factory):
+    """A tiny CNN pretrained once, then one default (auto) classify run and one with --steps 5."""
     out = tmp_path_factory.mktemp("auto-runs")
+    (out / "tiny-cnn.yaml").write_text(yaml.safe_dump(TINY_CNN))
+    assert main(["pretrain", str(out / "tiny-cnn.yaml")]) == 0
     for name, extra in (("auto", []), ("fixed", ["--steps", "5"])):
-        code = main(["classify", "--model", str(tiny_cnn), "--forget-class", "3", "--method", "relabel",
-                     "--out", str(out / name), *extra])
-        assert code == 0
+        assert main(["classify", "--model", str(out / "tiny-cnn.yaml"), "--forget-class", "3", "--method", "relabel",
+                     "--out", str(out / name), *extra]) == 0
     return out
 
 
