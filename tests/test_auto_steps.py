@@ -175,6 +175,7 @@ def test_classify_defaults_to_auto_and_reports_the_checks(auto_run):
     assert len(history) == auto["stopped_at"] + 1
     assert [r["step"] for r in history if "check_ua" in r] == [c["step"] for c in auto["checks"]]
     assert (folder / "plots" / "loss_curves.png").is_file()
+    assert f"`--steps auto`: stopped at step {auto['stopped_at']} of 30" in (folder / "SUMMARY.md").read_text()
 
 
 def test_steps_n_is_fixed_as_before(auto_run):
