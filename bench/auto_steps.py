@@ -86,19 +86,24 @@ def generator_rows(data: Path, work: Path, forget: str, methods, ddpm_steps: int
     for method in methods:
         run = work / f"class-{method}"
         cli("class", "--model", ddpm, "--forget", forget, "--method", method, "--out", run, "--overwrite")
-        r = report(run)
-        original, unlearned = r["metrics"]["original"], r["metrics"]["unlearned"]
-        auto = r.get("auto_steps", {})
-        drop = original["retained_accuracy"] - unlearned["retained_accuracy"]
-        rows[method] = {"unlearning_accuracy": unlearned["unlearning_accuracy"],
-                        "retained_accuracy": unlearned["retained_accuracy"],
-                        "original_retained_accuracy": original["retained_accuracy"], "retained_drop": drop,
-                        "steps": r["steps"], "budget": auto.get("budget"), "stopped_at": auto.get("stopped_at"),
-                        "target_met": auto.get("target_met"), "note": auto.get("note"),
-                        "checks_share": r["seconds"].get("checks_share"), "unlearn_seconds": r["seconds"]["unlearn"],
-                        "passed": unlearned["unlearning_accuracy"] >= GENERATOR_TARGET["ua"]
-                        and drop <= GENERATOR_TARGET["retained_drop"]}
+        rows[method] = generator_row(run)
     return {"methods": rows}
+
+
+def generator_row(run: Path) -> dict:
+    """One finished `class` run folder as a row of the generator table."""
+    r = report(run)
+    original, unlearned = r["metrics"]["original"], r["metrics"]["unlearned"]
+    auto = r.get("auto_steps", {})
+    drop = original["retained_accuracy"] - unlearned["retained_accuracy"]
+    return {"unlearning_accuracy": unlearned["unlearning_accuracy"],
+            "retained_accuracy": unlearned["retained_accuracy"],
+            "original_retained_accuracy": original["retained_accuracy"], "retained_drop": drop,
+            "steps": r["steps"], "budget": auto.get("budget"), "stopped_at": auto.get("stopped_at"),
+            "target_met": auto.get("target_met"), "note": auto.get("note"),
+            "checks_share": r["seconds"].get("checks_share"), "unlearn_seconds": r["seconds"]["unlearn"],
+            "passed": unlearned["unlearning_accuracy"] >= GENERATOR_TARGET["ua"]
+            and drop <= GENERATOR_TARGET["retained_drop"]}
 
 
 def _pct(value) -> str:

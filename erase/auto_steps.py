@@ -174,7 +174,8 @@ class AutoStop:
                     f"{best['step']} (UA {best['ua']:.1%})")
         return {"budget": self.total, "every": self.every, "target": self.target.describe(),
                 "target_ua": self.target.ua if self.target.kind != "random" else None,
-                "max_retain_drop": self.max_retain_drop, "guard": self.guard, "check": self.label, "stopped_at": stopped_at,
+                "max_retain_drop": self.max_retain_drop, "guard": self.guard, "check": self.label,
+                "stopped_at": stopped_at,
                 "kept_step": best["step"] if best else stopped_at, "target_met": met,
                 "guard_met": guarded, "compromise": met and not guarded, "note": note,
                 "original": self.checks[0] if self.checks else None,

@@ -199,7 +199,8 @@ def train_settings(config: RunConfig, auto=None):
     (erase.auto_steps.AutoStop) the steps are its budget."""
     from erase.train import TrainSettings
 
-    return TrainSettings(steps=config.steps if auto is None else auto.total, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+    return TrainSettings(steps=config.steps if auto is None else auto.total, lr=config.lr,
+                         batch_size=config.batch_size, seed=config.seed,
                          checkpoint_every=config.checkpoint_every, mixed_precision=config.mixed_precision,
                          **config.training)
 
