@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.datasets.split(","), args.methods.split(","), Path(args.work), args.per_class,
                   args.generators, ddpm_steps=args.ddpm_steps, command=command)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "auto_steps.json").write_text(json.dumps(results, indent=2) + "\n")
     from bench.report import write_section
 
