@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m bench.run
+	OMP_NUM_THREADS=1 $(PY) -m bench.auto_steps
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"

@@ -26,7 +26,6 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TARGET_SECONDS = 2.0
-SECTION_START, SECTION_END = "<!-- refusals:start -->", "<!-- refusals:end -->"
 
 
 @dataclass
@@ -212,15 +211,10 @@ def report(rows: list[dict], baseline: dict[str, float], code: Path) -> str:
 
 
 def write_section(text: str, path: Path = HERE / "RESULTS.md") -> None:
-    """Replace (or append) the block between the refusals markers; bench/report.py keeps it on rewrite."""
-    block = f"{SECTION_START}\n## Refusals (bench/refusals.py)\n\n{text}\n{SECTION_END}"
-    old = path.read_text() if path.is_file() else ""
-    if SECTION_START in old and SECTION_END in old:
-        head, rest = old.split(SECTION_START, 1)
-        new = head + block + rest.split(SECTION_END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
+    """Replace (or append) the refusals section; bench/report.py keeps it on rewrite."""
+    from bench.report import write_section as write_owned
+
+    write_owned("refusals", "Refusals (bench/refusals.py)", text, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,20 @@ def write_results(results: dict, out: Path) -> None:
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n" + kept_sections(out / "RESULTS.md"))
 
 
+def write_section(name: str, title: str, text: str, path: Path) -> None:
+    """Replace (or append) the block between `<!-- NAME:start -->` and `<!-- NAME:end -->` of RESULTS.md, a
+    section another script owns; write_results keeps it on rewrite."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n## {title}\n\n{text}\n{end}"
+    old = path.read_text() if path.is_file() else ""
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
 def kept_sections(path: Path) -> str:
     """Sections other scripts own (between `<!-- NAME:start -->` and `<!-- NAME:end -->`, e.g. the one
     bench/refusals.py writes): carried over when `make bench` rewrites the file."""

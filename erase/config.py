@@ -190,6 +190,9 @@ class RunConfig:
     keep_checkpoints: bool = False
     mixed_precision: str = "no"
     extra: dict[str, Any] = field(default_factory=dict)
+    # `--steps auto`: target_ua, max_retain_drop (percent, points) and epochs (a budget from the data size),
+    # and `steps` is the budget; None: `steps` fixed (erase/auto_steps.py)
+    auto: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -55,6 +55,7 @@ class TrainResult:
     resumed_from: int = 0
     processes: int = 1
     state_digest: str = ""  # sha256 of the method's state after set-up, checked equal on every process
+    auto: dict[str, Any] | None = None  # `--steps auto`: the checks, the step stopped at and the one kept
 
 
 @dataclass
@@ -243,8 +244,12 @@ class PrepareData:
 def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings,
             checkpoint_dir: Path | None = None, history_path: Path | None = None,
             accelerator: Accelerator | None = None, desc: str | None = None,
-            hooks: tuple[StepHook, ...] = ()) -> TrainResult:
-    """Run `method` for `settings.steps` steps; resume from `checkpoint_dir` when it holds a checkpoint."""
+            hooks: tuple[StepHook, ...] = (), auto=None) -> TrainResult:
+    """Run `method` for `settings.steps` steps; resume from `checkpoint_dir` when it holds a checkpoint.
+
+    `auto` (erase.auto_steps.AutoStop): `settings.steps` is a budget; the check runs on the original model,
+    every `auto.every` steps and at the end, the run stops at the first check that meets the target within
+    the guard, and the model returned is the one the checks kept."""
     accelerator = accelerator or make_accelerator(settings.mixed_precision)
     set_seed(settings.seed)
     model.to(accelerator.device).train()
@@ -252,7 +257,14 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
     if settings.gradient_checkpointing:
         enable_gradient_checkpointing(model)
 
-    started = time.perf_counter()
+    started = time.perf_counter()  # set-up time includes the check of the original model
+    resume_from = latest_checkpoint(checkpoint_dir)
+    if auto is not None:
+        auto.reduce = auto.reduce or (lambda scores: mean_over_processes(accelerator, scores)
+                                      if accelerator.num_processes > 1 else scores)
+        if resume_from is None:  # the original model, before any set-up changes it (amnesiac)
+            baseline = auto.run(model, 0)
+            set_seed(settings.seed)  # set-up draws the same randomness as without the check
     data = PrepareData(forget_set, retain_set, settings.batch_size, accelerator.device, settings.seed)
     method.prepare(model, task, data, accelerator, settings.steps)
     prepare_seconds = time.perf_counter() - started
@@ -269,7 +281,10 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
     ema = EMAModel(trainable, decay=settings.ema_decay) if settings.ema_decay > 0 else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-    resume_from = latest_checkpoint(checkpoint_dir)
+    if auto is not None:
+        accelerator.register_for_checkpointing(auto)
+        if resume_from is None:
+            progress.history.append({"step": 0, **check_columns(baseline)})
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
     start = progress.step
@@ -305,13 +320,18 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
             if ema is not None:
                 ema.step(trainable)
             record = {"step": step + 1, **{k: float(v) for k, v in losses.items()}}
+            finished = False
+            if auto is not None and auto.due(step + 1):
+                check = auto.run(accelerator.unwrap_model(model), step + 1)
+                record.update(check_columns(check))
+                finished = check["stop"]
             progress.history.append(record)
             progress.step = step + 1
             bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)  # mininterval decides
             if history_path is not None and accelerator.is_main_process:
                 with history_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
-            last = progress.step == settings.steps
+            last = progress.step == settings.steps or finished
             periodic = settings.checkpoint_every and progress.step % settings.checkpoint_every == 0
             if checkpoint_dir is not None and (stop["stop"] or (periodic and not last)):
                 written = save_checkpoint(accelerator, checkpoint_dir, progress.step)
@@ -319,12 +339,22 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
                     raise Interrupted(progress.step, written)
             elif stop["stop"] and not last:
                 raise Interrupted(progress.step, None)
+            if finished:
+                break
     bar.close()
     if ema is not None:
         ema.copy_to(trainable)
     model = accelerator.unwrap_model(model)
+    if auto is not None:
+        auto.restore(model)
     model.eval()
     for hook in hooks:
         hook.finish(model)
     return TrainResult(progress.history, prepare_seconds, time.perf_counter() - train_started,
-                       resumed_from=start, processes=accelerator.num_processes, state_digest=state_digest)
+                       resumed_from=start, processes=accelerator.num_processes, state_digest=state_digest,
+                       auto=None if auto is None else auto.report(progress.step))
+
+
+def check_columns(check: dict[str, Any]) -> dict[str, Any]:
+    """A check as history.jsonl columns (beside the step's losses)."""
+    return {"check_ua": check["ua"], "check_retained": check["retained"], "check_met": check["met"]}

@@ -16,7 +16,7 @@ def _run_folder(workdir):
 
 @pytest.mark.parametrize("method", METHODS, ids=[" ".join(m[1::2]) for m in METHODS])
 def test_tiny_sd_concept_run(cli, workdir, method):
-    code, out, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", *method)
+    code, out, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--steps", "2", *method)
     assert code == 0, err
     run = _run_folder(workdir)
     for name in ("config.yaml", "EVAL.json", "SUMMARY.md", "history.jsonl", "grids/before.png", "grids/after.png",

@@ -1,24 +1,10 @@
 """Methods with state (IGS multiplier, per-step masks, SFR-on's alpha schedule) resume bit for bit."""
-import os
-import signal
-
 import pytest
 import torch
 
 from erase.methods import make_method
-from erase.train import Interrupted, StepHook, TrainSettings, make_accelerator, unlearn
-from toy import RegressionTask, toy_data, toy_model
-
-
-class InterruptAfter(StepHook):
-    """Sends this process SIGINT after a given step, as a user pressing Ctrl-C would."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def after_step(self, model, step: int) -> None:
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
+from erase.train import Interrupted, TrainSettings, make_accelerator, unlearn
+from toy import InterruptAfter, RegressionTask, toy_data, toy_model
 
 
 def _run(method_args, checkpoint_dir=None, hooks=()):

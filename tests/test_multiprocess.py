@@ -33,7 +33,7 @@ def test_two_processes_train_together_and_one_writes(tmp_path):
                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()),
                "-m", "erase", "class", "--model", "tiny.yaml", "--init", "random", "--forget", "3",
-               "--method", "salun", "--checkpoint-every", "1"]
+               "--method", "salun", "--checkpoint-every", "1", "--steps", "3"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -181,6 +181,9 @@ def _recipe(workdir, **changes):
     ({"unlearn": {"steps": 0, "lr": 1e-3, "batch_size": 8}}, "steps=0 (recipe {path}, unlearn)"),
     ({"unlearn": {"steps": 3, "lr": "fast", "batch_size": 8}}, "lr=fast (recipe {path}, unlearn)"),
     ({"unlearn": {"steps": 3, "lr": 1e-3, "batch_size": 8, "warmup_steps": -1}}, "warmup_steps=-1 (recipe {path}"),
+    ({"unlearn": {"steps": 3, "lr": 1e-3, "batch_size": 8, "epochs": 0}}, "epochs=0 (recipe {path}, unlearn): "
+                                                                         "epochs must be a number > 0 or none"),
+    ({"methods": {"salun": {"target_ua": 101}}}, "target_ua=101 (recipe {path}, methods.salun)"),
     ({"evaluate": {"samples_per_class": 0}}, "samples_per_class=0 (recipe {path}, evaluate)"),
     ({"pretrain": {"steps": 4, "batch_size": 8, "lr": 1e-3, "ema_decay": 1.5}}, "ema_decay=1.5 (recipe {path}, "
                                                                                "pretrain)"),

@@ -5,7 +5,8 @@ or 400 (ESD) steps and score 8 images per evaluation prompt. Here the recipe's s
 4 images per prompt (48 images of the 12 captions naming a triangle, 48 of each other shape); the target
 still holds: triangle rate below 5 %, every other shape within 10 points of the original model (one image
 is about 2 points). SalUn needs its full schedule: after 100 steps the triangle is gone but the cross is
-still 27 points down (it recovers by step 500).
+still 27 points down (it recovers by step 500). The recipe's steps are run in full (`--steps`, as before
+`--steps auto` became the default; auto on t2i-shapes is not measured here).
 """
 import json
 
@@ -31,8 +32,9 @@ def reduced_recipe(workdir):
 
 @pytest.mark.parametrize("method", ["salun", "esd"])
 def test_erasing_triangle(cli, workdir, reduced_recipe, method):
+    steps = load_recipe("t2i-shapes").methods[method]["steps"]
     code, out, err = cli("concept", "--model", reduced_recipe, "--prompt", "triangle", "--method", method,
-                         "--out", "run")
+                         "--steps", steps, "--out", "run")
     assert code == 0, err
     metrics = json.loads((workdir / "run" / "EVAL.json").read_text())["metrics"]
     original, unlearned = metrics["original"], metrics["unlearned"]

@@ -1,10 +1,24 @@
 """Small models, tasks and data for unit tests of methods: hand-checkable, no files, a second or less."""
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
 
 from erase.tasks.base import Task
-from erase.train import PrepareData, TrainSettings, make_accelerator, unlearn
+from erase.train import PrepareData, StepHook, TrainSettings, make_accelerator, unlearn
+
+
+class InterruptAfter(StepHook):
+    """Sends this process SIGINT after a given step, as a user pressing Ctrl-C would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def after_step(self, model, step: int) -> None:
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class RegressionTask(Task):

@@ -47,6 +47,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
         check_out_folder(config.out, overwrite)
     import torch
 
+    from erase.auto_steps import auto_stop, own_data_size
     from erase.data.class_sets import training_data
     from erase.data.generated import generated_split
     from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
@@ -54,6 +55,7 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     from erase.runs.lifecycle import new_run_folder, unlearn_and_evaluate
     from erase.runs.processes import from_main, is_main, shared_folder
     from erase.runs.resolve import build_method
+    from erase.tasks.checks import GENERATOR_CHECKS, generator_check
     from erase.tasks.denoising import denoising_task
     from erase.train import check_settings
 
@@ -91,8 +93,16 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     target = {"kind": "class", "value": forget[0] if len(forget) == 1 else forget,
               "name": "+".join(recipe.class_names[c] for c in forget)}
     extra = {"data": {"source": data_source, "forget_images": len(forget_set), "retain_images": len(retain_set)}}
+    auto = None
+    if config.auto and judges.probe is None:
+        print(f"erase class: --steps auto needs the probe ({judges.reason}): running the recipe's {config.steps} "
+              f"steps", file=sys.stderr)
+    elif config.auto:
+        check = generator_check(bundle, judges.probe, forget, config.seed, config.evaluate.get("batch_size", 250))
+        auto = auto_stop(config, check, "class", own_data_size(recipe, config, len(forget_set) + len(retain_set)),
+                         GENERATOR_CHECKS, f"probe on {sum(check.counts.values())} samples, the recipe's sampling")
     unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluate, target,
-                         command_line, started, extra)
+                         command_line, started, extra, auto=auto)
     return run_folder
 
 

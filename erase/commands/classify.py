@@ -135,10 +135,12 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
         check_out_folder(config.out, overwrite)
     import torch
 
+    from erase.auto_steps import auto_stop, own_data_size
     from erase.evaluate.classification import gap_to_retrain
-    from erase.runs.lifecycle import finish_run, new_run_folder, report_head, save_model
+    from erase.runs.lifecycle import add_auto_report, finish_run, new_run_folder, report_head, save_model
     from erase.runs.processes import is_main, shared_folder, wait_for_everyone
     from erase.runs.reference import retrained_reference
+    from erase.tasks.checks import CHECK_SLICE, CLASSIFIER_CHECKS, classifier_check
     from erase.tasks.classification import classification_task
     from erase.train import check_settings, unlearn
 
@@ -171,8 +173,12 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
                      "run_time_seconds": retrain_record["seconds"]}
     evaluate_seconds += time.perf_counter() - eval_started
 
-    result = unlearn(bundle.model, task, method, data.forget, data.retain, train_settings(config),
-                     checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+    auto = auto_stop(config, classifier_check(data.forget, data.test, config.seed), data.target["kind"],
+                     own_data_size(recipe, config, len(data.forget) + len(data.retain)), CLASSIFIER_CHECKS,
+                     f"forget-set UA and held-out test accuracy (slices of up to {CHECK_SLICE})")
+    result = unlearn(bundle.model, task, method, data.forget, data.retain, train_settings(config, auto),
+                     checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl",
+                     auto=auto)
     if not main:
         wait_for_everyone()
         return run_folder
@@ -193,6 +199,7 @@ def run_classify(config: RunConfig, recipe: Recipe, command_line: str, overwrite
         "avg_gap": gap_to_retrain(unlearned, retrained)["avg_gap"],
         "retrain": retrain_record,
     }
+    add_auto_report(report, result)
     finish_run(run_folder, config, report, processes=result.processes)
     wait_for_everyone()
     return run_folder

@@ -89,11 +89,13 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
         check_out_folder(config.out, overwrite)
     import torch
 
+    from erase.auto_steps import auto_stop
     from erase.data.concept_sets import concept_data
     from erase.evaluate.concept import ConceptEvaluation
     from erase.models import load_generator
     from erase.runs.lifecycle import new_run_folder, unlearn_and_evaluate
     from erase.runs.processes import from_main, is_main, shared_folder
+    from erase.tasks.checks import GENERATOR_CHECKS, concept_check
     from erase.tasks.denoising import denoising_task
     from erase.train import check_settings
 
@@ -116,8 +118,15 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     target = {"kind": "concept", "value": concept, "name": concept}
     extra = {"prompts": prompts.as_dict(), "clip": evaluation.clip_report(),
              "data": {"forget_images": len(forget_set), "retain_images": len(retain_set) if retain_set else 0}}
+    auto, check = None, concept_check(evaluation, bundle) if config.auto else None
+    if config.auto and check is None:
+        print(f"erase concept: --steps auto needs a judge of {concept!r} (NudeNet, the shapes probe): running the "
+              f"recipe's {config.steps} steps", file=sys.stderr)
+    elif config.auto:  # a concept's data are generated: the recipe's steps are the budget
+        auto = auto_stop(config, check, "class", 0, GENERATOR_CHECKS,
+                         f"{evaluation.kind} on {check.images} images of the forget and retain prompts")
     unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluation, target,
-                         command_line, started, extra)
+                         command_line, started, extra, auto=auto)
     return run_folder
 
 

@@ -9,6 +9,7 @@ from erase.data.worlds import world_names
 from erase.methods import method_class, method_names
 from erase.methods.base import COMMON_SETTINGS
 from erase.methods.selection import selection_class, selection_names
+from erase.auto_steps import SETTINGS as AUTO_SETTINGS
 from erase.settings import EVALUATION, TRAINING, Setting
 from erase.tasks.base import OBJECTIVES
 
@@ -126,6 +127,8 @@ def settings_markdown() -> str:
             lines += [f"### Parameter selection `{name}` (`--params {name}`, `--set` as the method's)", "",
                       *_table(cls.settings), ""]
     lines += ["### Training (recipe `unlearn`, `methods.<name>`, `pretrain`)", "", *_table(TRAINING.values()), "",
+              "### `--steps auto` (recipe `unlearn`, `methods.<name>`; `--target-ua`, `--max-retain-drop`)", "",
+              *_table(AUTO_SETTINGS.values()), "",
               "### Evaluation (recipe `evaluate`; other keys pass unchecked)", "", *_table(EVALUATION.values())]
     return "\n".join(lines)
 

@@ -63,10 +63,13 @@ def loss_curves(histories: Sequence[tuple[str, list[dict[str, float]]]], path: P
     """
     keys = sorted({k for _, h in histories for r in h for k in r if k.endswith("loss")},
                   key=lambda k: (k != "forget_loss", k != "retain_loss", k))
-    if not keys:
+    checked = any("check_ua" in r for _, h in histories for r in h)
+    if not keys and not checked:
         return None
-    fig = _figure(4.4 * len(keys), 3.6)
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    fig = _figure(4.4 * (len(keys) + checked), 3.6)
+    axes = fig.subplots(1, len(keys) + checked, squeeze=False)[0]
+    if checked:
+        check_panel(axes[-1], histories)
     for ax, key in zip(axes, keys):
         scales = []
         for colour, (label, history) in enumerate(histories):
@@ -86,6 +89,23 @@ def loss_curves(histories: Sequence[tuple[str, list[dict[str, float]]]], path: P
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def check_panel(ax, histories: Sequence[tuple[str, list[dict[str, float]]]]) -> None:
+    """`--steps auto`: the held-out check's UA (solid) and retained score (dashed) at each check."""
+    for colour, (label, history) in enumerate(histories):
+        points = [(r["step"], r["check_ua"], r["check_retained"]) for r in history if "check_ua" in r]
+        if not points:
+            continue
+        steps, ua, retained = zip(*points)
+        ax.plot(steps, ua, color=f"C{colour}", marker="o", markersize=3, label=f"{label}: UA")
+        ax.plot(steps, retained, color=f"C{colour}", marker="s", markersize=3, linestyle="--",
+                label=f"{label}: retained")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("held-out check (--steps auto)")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def per_class_key(metrics: dict[str, Any]) -> str | None:

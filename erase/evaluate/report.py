@@ -77,6 +77,10 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
         how = (f"objective `{report.get('objective')}`, parameters `{report.get('params')}`, {report['steps']} "
                f"steps, seed {report['seed']}; unlearning {seconds['unlearn']:.1f} s (+{seconds.get('prepare', 0):.1f}"
                f" s set-up), evaluation {seconds['evaluate']:.1f} s, total {seconds['total']:.1f} s.")
+        auto = report.get("auto_steps")
+        if auto:  # --steps auto: where it stopped and why, and what the checks cost
+            how += (f" `--steps auto`: stopped at step {auto['stopped_at']} of {auto['budget']}; {auto['note']}; "
+                    f"checks {seconds.get('checks', 0):.1f} s.")
     else:  # `erase eval --model`: the unlearned model was made elsewhere
         how = (f"unlearned model `{report.get('unlearned_model')}`, judged against the original with seed "
                f"{report['seed']}; evaluation {seconds['evaluate']:.1f} s, total {seconds['total']:.1f} s.")

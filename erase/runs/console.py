@@ -11,6 +11,7 @@ def print_run_result(folder: Path) -> None:
     report = json.loads((folder / "EVAL.json").read_text())
     print(f"run folder: {folder}")
     print_metrics(report)
+    print_auto_steps(report)
     print(f"    total: {report['seconds']['total']:.0f} s")
 
 
@@ -22,7 +23,18 @@ def print_classify_result(folder: Path) -> None:
         gap = f", avg gap {m['gap_to_retrain']['avg_gap']:.2%}" if "gap_to_retrain" in m else ""
         print(f"{name:>9}: UA {m['unlearning_accuracy']:.1%}  RA {m['retained_accuracy']:.1%}  "
               f"TA {m['test_accuracy']:.1%}  MIA {m['mia_efficacy']:.1%}{gap}")
+    print_auto_steps(report)
     print(f"    total: {report['seconds']['total']:.0f} s")
+
+
+def print_auto_steps(report: dict[str, Any]) -> None:
+    """`--steps auto`: one line, where it stopped, what it kept and whether the target was met."""
+    auto = report.get("auto_steps")
+    if not auto:
+        return
+    share = report["seconds"].get("checks_share")
+    print(f"steps auto: stopped at step {auto['stopped_at']} of {auto['budget']}, kept step {auto['kept_step']}; "
+          f"{auto['note']} (checks: {share:.0%} of the unlearning time)")
 
 
 def print_metrics(report: dict[str, Any]) -> None:

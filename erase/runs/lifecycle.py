@@ -49,6 +49,19 @@ def report_head(config: RunConfig, method, command_line: str, target: dict[str, 
     return report
 
 
+def add_auto_report(report: dict[str, Any], result) -> None:
+    """`--steps auto` (result: erase.train.TrainResult): `steps` is the kept model's, `auto_steps` holds the
+    checks, the step stopped at and what was kept, `seconds.checks` their time and its share of unlearning."""
+    if result.auto is None:
+        return
+    auto = result.auto
+    report["steps"] = auto["kept_step"]
+    report["auto_steps"] = auto
+    seconds = report["seconds"]
+    seconds["checks"] = auto["seconds"]
+    seconds["checks_share"] = round(auto["seconds"] / max(1e-9, seconds["prepare"] + seconds["unlearn"]), 3)
+
+
 def new_run_folder(config: RunConfig, recipe: Recipe, target_name: str, overwrite: bool) -> Path:
     """Create the run folder and write config.yaml into it (main process only: see erase/runs/processes.py)."""
     folder = create_run_folder(config.out, default_run_name(recipe.name, config.method, target_name), overwrite)
@@ -68,13 +81,14 @@ def finish_run(folder: Path, config: RunConfig, report: dict[str, Any], processe
 
 def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, method, forget_set, retain_set,
                          evaluate, target: dict[str, Any], command_line: str, started: float,
-                         extra_report: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                         extra_report: dict[str, Any] | None = None, auto=None) -> dict[str, Any] | None:
     """The generator run: evaluate the original, unlearn, save model/, evaluate the unlearned model, write
     the before/after grids, SUMMARY.md and EVAL.json.
 
     `evaluate(bundle, desc, use_cache) -> (metrics, GridRows)`; `use_cache` is set for the original model,
     whose evaluation is the same computation in every run on those weights. Under `accelerate launch` every
-    process trains and only the main one evaluates and writes (the others get None).
+    process trains and only the main one evaluates and writes (the others get None). `auto`
+    (erase.auto_steps.AutoStop): `--steps auto`.
     """
     main = is_main()
     eval_started = time.perf_counter()
@@ -83,7 +97,7 @@ def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, meth
         save_image_atomic(before.image("before"), run_folder / "grids" / "before.png")
     evaluate_seconds = time.perf_counter() - eval_started
 
-    retrain_record, processes = None, 1
+    retrain_record, processes, result = None, 1, None
     if is_reference_run(config):  # the retrained reference: computed once per model and forget set, cached
         train_started = time.perf_counter()
         retrained, retrain_record = retrained_reference(bundle.denoiser, task, forget_set, retain_set,
@@ -93,8 +107,9 @@ def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, meth
         bundle.denoiser.eval()
         prepare_seconds, train_seconds = 0.0, time.perf_counter() - train_started
     else:
-        result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config),
-                         checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl")
+        result = unlearn(bundle.denoiser, task, method, forget_set, retain_set, train_settings(config, auto),
+                         checkpoint_dir=run_folder / "checkpoints", history_path=run_folder / "history.jsonl",
+                         auto=auto)
         prepare_seconds, train_seconds, processes = result.prepare_seconds, result.train_seconds, result.processes
     if not main:
         wait_for_everyone()
@@ -116,6 +131,8 @@ def unlearn_and_evaluate(run_folder: Path, config: RunConfig, bundle, task, meth
     }
     if retrain_record is not None:
         report["retrain"] = retrain_record
+    if result is not None:
+        add_auto_report(report, result)
     finish_run(run_folder, config, report, processes=processes)
     wait_for_everyone()
     return report

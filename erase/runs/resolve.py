@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from erase.auto_steps import AUTO
+from erase.auto_steps import SETTINGS as AUTO_SETTINGS
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.errors import UserError
 from erase.evaluate.fid_weights import inception_setting
@@ -75,12 +77,31 @@ def check_axes(cls, objective: str | None, params: str | None):
     return selection_class(params or cls.params)
 
 
-def split_layer(layer: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """A recipe layer as (core values, training settings, method settings); objective/params are left out."""
+def split_layer(layer: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
+    """A recipe layer as (core values, training settings, `--steps auto` settings, method settings);
+    objective/params are left out."""
     core = {k: v for k, v in layer.items() if k in CORE}
     training = {k: v for k, v in layer.items() if k in TRAINING}
-    hyper = {k: v for k, v in layer.items() if k not in CORE and k not in TRAINING and k not in AXES}
-    return core, training, hyper
+    auto = {k: v for k, v in layer.items() if k in AUTO_SETTINGS}
+    hyper = {k: v for k, v in layer.items()
+             if k not in CORE and k not in TRAINING and k not in AUTO_SETTINGS and k not in AXES}
+    return core, training, auto, hyper
+
+
+def is_auto(steps: Any) -> bool:
+    return isinstance(steps, str) and steps.strip().lower() == AUTO
+
+
+def auto_flags(steps: Any, target_ua: Any, max_retain_drop: Any) -> dict[str, Any]:
+    """--target-ua and --max-retain-drop, read by their declarations; refused beside a fixed --steps N."""
+    given = {k: v for k, v in (("target_ua", target_ua), ("max_retain_drop", max_retain_drop)) if v is not None}
+    if given and steps is not None and not is_auto(steps):
+        raise UserError(f"--{next(iter(given)).replace('_', '-')} sets what --steps auto stops at; --steps "
+                        f"{steps} runs a fixed number of steps: drop one of them")
+    out = {}
+    for name, value in given.items():
+        out.update(check_values({name: AUTO_SETTINGS[name]}, {name: value}, f"--{name.replace('_', '-')}"))
+    return out
 
 
 def resolve_config(command: str, model: str, method: str, target: list[str], *, objective=None, params=None,
@@ -88,11 +109,13 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
                    gradient_checkpointing=False, extra: dict | None = None,
-                   recipe: Recipe | None = None) -> tuple[RunConfig, Recipe]:
+                   recipe: Recipe | None = None, target_ua=None, max_retain_drop=None) -> tuple[RunConfig, Recipe]:
     """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
 
     `methods.<name>` may set `objective` and `params` too (the method's axes for this model family).
     `hyper`: the `--set` values (text, read by the declarations) or Python values.
+    `steps="auto"`: the recipe's steps become a budget (erase/auto_steps.py; methods that train from scratch,
+    retrain, keep them fixed); `target_ua` and `max_retain_drop` go with it. None: the recipe's steps, fixed.
     `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
     recipe = recipe or load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
@@ -107,13 +130,19 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
     core_declared = core_settings(cls.needs_steps)
     core: dict[str, Any] = {"steps": 100, "lr": 1e-4, "batch_size": 32, "checkpoint_every": 0}
     training: dict[str, Any] = {}
+    auto: dict[str, Any] = {name: s.default for name, s in AUTO_SETTINGS.items()}
     method_values: dict[str, Any] = {}
     for where, layer in layers:
-        layer_core, layer_training, layer_hyper = split_layer(layer)
+        layer_core, layer_training, layer_auto, layer_hyper = split_layer(layer)
         core.update(check_values(core_declared, layer_core, where))
         training.update(check_values(TRAINING, layer_training, where))
+        auto.update(check_values(AUTO_SETTINGS, layer_auto, where))
         method_values.update(check_values(declared, layer_hyper, where, owner))
     method_values.update(check_values(declared, dict(hyper or {}), "--set", owner))
+    auto.update(auto_flags(steps, target_ua, max_retain_drop))
+    automatic = is_auto(steps) and cls.settings_section != "pretrain"  # retraining from scratch: fixed
+    if is_auto(steps):
+        steps = None
     if gradient_checkpointing:
         training["gradient_checkpointing"] = True
     config = RunConfig(
@@ -130,6 +159,7 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                                       "--checkpoint-every")["checkpoint_every"] if checkpoint_every is not None
         else core["checkpoint_every"],
         keep_checkpoints=keep_checkpoints, mixed_precision=mixed_precision, extra=dict(extra or {}),
+        auto=auto if automatic else None,
     )
     build_method(config)  # every check the method itself makes, now, before any work
     return config, recipe
@@ -149,7 +179,9 @@ def check_run_settings(config: RunConfig, source: str) -> RunConfig:
         config, **core, training=check_values(TRAINING, config.training, source),
         hyper=check_values(declared, config.hyper, source, f"method {config.method} with params "
                            f"{config.params or cls.params}"),
-        evaluate=check_known(EVALUATION, config.evaluate, source))
+        evaluate=check_known(EVALUATION, config.evaluate, source),
+        auto=None if config.auto is None else {**{n: s.default for n, s in AUTO_SETTINGS.items()},
+                                              **check_values(AUTO_SETTINGS, config.auto, source)})
     build_method(checked)
     return checked
 
@@ -166,18 +198,24 @@ def build_method(config: RunConfig):
     return make_method(config.method, config.objective, config.params, **config.hyper)
 
 
-def train_settings(config: RunConfig):
-    """The trainer's settings (erase.train.TrainSettings) of a resolved run."""
+def train_settings(config: RunConfig, auto=None):
+    """The trainer's settings (erase.train.TrainSettings) of a resolved run; with `auto`
+    (erase.auto_steps.AutoStop) the steps are its budget."""
     from erase.train import TrainSettings
 
-    return TrainSettings(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+    return TrainSettings(steps=config.steps if auto is None else auto.total, lr=config.lr,
+                         batch_size=config.batch_size, seed=config.seed,
                          checkpoint_every=config.checkpoint_every, mixed_precision=config.mixed_precision,
                          **config.training)
 
 
 def run_options(args) -> dict[str, Any]:
     """The parsed options every unlearning command (class, classify, concept) passes on to resolve_config."""
-    return dict(objective=args.objective, params=args.params, steps=args.steps, lr=args.lr,
+    # fixed steps unless asked: --steps auto, or a target for it (--target-ua, --max-retain-drop)
+    wants_auto = args.target_ua is not None or args.max_retain_drop is not None
+    steps = AUTO if args.steps is None and wants_auto else args.steps
+    return dict(objective=args.objective, params=args.params, steps=steps,
+                target_ua=args.target_ua, max_retain_drop=args.max_retain_drop, lr=args.lr,
                 batch_size=args.batch_size, hyper=dict(args.settings), weights=args.weights, init=args.init,
                 out=args.out, checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                 mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing)

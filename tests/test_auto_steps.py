@@ -1,0 +1,239 @@
+"""`--steps auto`: the recipe's steps are a budget, a held-out check stops the run once the target is met within
+the retained-accuracy guard, the best check is kept, a run resumes to the same end, `--steps N` is unchanged."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from erase.auto_steps import AutoStop, Target, budget, check_every
+from erase.cli import main
+from erase.methods import make_method
+from erase.train import Interrupted, StepHook, TrainSettings, make_accelerator, unlearn
+from tests.conftest import files_under
+from tests.test_classify_run import TINY_CNN as CLASSIFY_CNN
+from toy import InterruptAfter, RegressionTask, toy_data, toy_model
+
+
+class Scripted:
+    """A check that returns (ua, retained) from a script by step, and counts its calls."""
+
+    def __init__(self, script: dict[int, tuple[float, float]]):
+        self.script = script
+        self.steps: list[int] = []
+        self.step = 0
+
+    def __call__(self, model):
+        self.steps.append(self.step)
+        return self.script[self.step]
+
+
+class Tick(StepHook):
+    """Tells the scripted check which step the model is at (the trainer checks after the step's update)."""
+
+    def __init__(self, check: Scripted):
+        self.check = check
+
+    def after_step(self, model, step: int) -> None:
+        self.check.step = step + 1
+
+
+def _train(steps: int, script=None, every: int = 2, checkpoint_dir=None, hooks=(), drop: float = 0.02):
+    """The toy model after `steps` steps of relabel (fixed), or with a scripted AutoStop over that budget."""
+    model = toy_model()
+    auto, tick = None, ()
+    if script is not None:
+        check = Scripted(script)
+        auto = AutoStop(check, Target("class", ua=0.99), steps, every, drop)
+        tick = (Tick(check),)
+    settings = TrainSettings(steps=steps, lr=0.05, batch_size=4, progress=False)
+    result = unlearn(model, RegressionTask(), make_method("relabel"), toy_data(8, 1), toy_data(8, 2), settings,
+                     checkpoint_dir=checkpoint_dir, accelerator=make_accelerator(), hooks=tick + tuple(hooks),
+                     auto=auto)
+    return model, result
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_stops_at_the_first_check_that_meets_the_target_within_the_guard():
+    # step 2 forgets but loses 10 points (guard 2): go on; step 4 forgets and keeps the retained score: stop
+    script = {0: (0.0, 0.9), 2: (1.0, 0.8), 4: (1.0, 0.89), 6: (1.0, 0.9)}
+    model, result = _train(10, script)
+    auto = result.auto
+    assert auto["stopped_at"] == auto["kept_step"] == 4 and auto["target_met"] and auto["guard_met"]
+    assert not auto["compromise"] and [c["step"] for c in auto["checks"]] == [0, 2, 4]
+    assert [r["step"] for r in result.history] == [0, 1, 2, 3, 4]  # step 0: the original's check
+    assert result.history[0]["check_ua"] == 0.0 and result.history[2]["check_met"] is True
+    assert "check_ua" not in result.history[1]
+    assert _same(model, _train(4)[0])  # the checks change nothing in training: the fixed run's weights
+
+
+def test_keeps_the_best_compromise_and_flags_it_when_every_met_check_loses_too_much():
+    script = {0: (0.0, 0.9), 2: (1.0, 0.5), 4: (0.5, 0.9), 6: (1.0, 0.7), 8: (1.0, 0.6), 10: (1.0, 0.7)}
+    model, result = _train(10, script)
+    auto = result.auto
+    assert auto["stopped_at"] == 10 and auto["kept_step"] == 6  # highest retained among met, earliest on a tie
+    assert auto["target_met"] and not auto["guard_met"] and auto["compromise"] and "compromise" in auto["note"]
+    assert _same(model, _train(6)[0])
+
+
+def test_keeps_the_best_check_and_says_so_when_the_target_is_never_met():
+    script = {0: (0.0, 0.9), 2: (0.6, 0.5), 4: (0.5, 0.9), 6: (0.7, 0.89), 8: (0.4, 0.9), 10: (0.2, 0.9)}
+    model, result = _train(10, script)
+    auto = result.auto
+    assert not auto["target_met"] and auto["kept_step"] == 6  # within the guard, the one that forgot most
+    assert auto["note"].startswith("target never met within the budget of 10 steps")
+    assert _same(model, _train(6)[0])
+
+
+def test_never_met_with_nothing_forgotten_keeps_the_end_of_the_budget():
+    script = {0: (0.0, 0.9), 2: (0.0, 0.9), 4: (0.0, 0.9), 6: (0.0, 0.9)}  # ft on a generator: UA stays 0
+    model, result = _train(6, script)
+    assert result.auto["kept_step"] == 6 and not result.auto["target_met"]
+    assert _same(model, _train(6)[0])
+
+
+def test_last_check_kept_leaves_the_final_weights():
+    script = {0: (0.0, 0.9), 3: (0.5, 0.9), 6: (0.6, 0.9), 7: (0.9, 0.9)}
+    model, result = _train(7, script, every=3)  # the end of the budget is always checked
+    assert [c["step"] for c in result.auto["checks"]] == [0, 3, 6, 7] and result.auto["kept_step"] == 7
+    assert _same(model, _train(7)[0])
+
+
+def test_resumed_auto_run_equals_an_unbroken_one(tmp_path):
+    script = {0: (0.0, 0.9), 2: (1.0, 0.5), 4: (0.5, 0.9), 6: (1.0, 0.7), 8: (1.0, 0.6), 10: (1.0, 0.7)}
+    unbroken, whole = _train(10, script)
+    with pytest.raises(Interrupted):  # checkpoint after step 7: checks 0-6 and the kept weights are in it
+        _train(10, script, checkpoint_dir=tmp_path / "ck", hooks=(InterruptAfter(6),))
+    resumed, result = _train(10, script, checkpoint_dir=tmp_path / "ck")
+    assert result.resumed_from == 7 and _same(unbroken, resumed)
+    drop = ("seconds",)
+    assert {k: v for k, v in result.auto.items() if k not in drop} == \
+        {k: v for k, v in whole.auto.items() if k not in drop}
+    assert result.history == whole.history
+
+
+@pytest.mark.parametrize("target, ua, retained, met", [
+    (Target("class", ua=0.99), 0.99, 0.5, True), (Target("class", ua=0.99), 0.98, 1.0, False),
+    (Target("random"), 0.04, 0.95, True),  # forget accuracy 96 % <= held-out 95 % + 2 points
+    (Target("random"), 0.02, 0.95, False),
+])
+def test_targets(target, ua, retained, met):
+    assert target.met(ua, retained) is met
+
+
+def test_budget_from_epochs_and_check_spacing():
+    assert budget(40, {"epochs": None}, 5000, 64) == 40
+    assert budget(40, {"epochs": 2}, 5000, 64) == 157  # two passes over 5000 samples at batch 64
+    assert budget(40, {"epochs": 0.1}, 100, 64) == 10  # never below MIN_BUDGET
+    assert check_every(40, 10) == 4 and check_every(3, 10) == 1 and check_every(50, 5) == 10
+
+
+# -- end to end: erase classify on a tiny CNN --------------------------------------------------------------
+TINY_CNN = {**CLASSIFY_CNN, "architecture": {"type": "small-cnn", "widths": [8, 16], "dropout": 0.0},
+            "unlearn": {"steps": 30, "lr": 3e-3, "batch_size": 32, "optimizer": "adam"},
+            "methods": {"relabel": {"alpha": 1.0}},
+            "pretrain": {"seed": 0, "steps": 60, "batch_size": 32, "lr": 0.01, "optimizer": "adam"}}
+
+
+@pytest.fixture(scope="module")
+def auto_run(tmp_path_factory):
+    """A tiny CNN pretrained once, then one --steps auto classify run and one with --steps 5."""
+    out = tmp_path_factory.mktemp("auto-runs")
+    (out / "tiny-cnn.yaml").write_text(yaml.safe_dump(TINY_CNN))
+    assert main(["pretrain", str(out / "tiny-cnn.yaml")]) == 0
+    for name, extra in (("auto", ["--steps", "auto"]), ("fixed", ["--steps", "5"])):
+        assert main(["classify", "--model", str(out / "tiny-cnn.yaml"), "--forget-class", "3", "--method", "relabel",
+                     "--out", str(out / name), *extra]) == 0
+    return out
+
+
+def _history(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+
+
+def test_classify_auto_reports_the_checks(auto_run):
+    folder = auto_run / "auto"
+    report = json.loads((folder / "EVAL.json").read_text())
+    auto = report["auto_steps"]
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["auto"] == {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": None} and config["steps"] == 30
+    assert auto["budget"] == 30 and auto["every"] == 3 and report["steps"] == auto["kept_step"] >= 1
+    assert auto["stopped_at"] <= 30 and auto["checks"][0]["step"] == 0
+    assert auto["original"]["ua"] == pytest.approx(report["metrics"]["original"]["unlearning_accuracy"])
+    if auto["target_met"]:  # the check is the forget set itself: the kept model's UA is the check's
+        kept = next(c for c in auto["checks"] if c["step"] == auto["kept_step"])
+        assert report["metrics"]["unlearned"]["unlearning_accuracy"] == pytest.approx(kept["ua"])
+        assert auto["stopped_at"] == auto["kept_step"]
+    seconds = report["seconds"]
+    assert 0 < seconds["checks"] and 0 < seconds["checks_share"] < 1
+    history = _history(folder)
+    assert history[0]["step"] == 0 and "check_ua" in history[0]
+    assert len(history) == auto["stopped_at"] + 1
+    assert [r["step"] for r in history if "check_ua" in r] == [c["step"] for c in auto["checks"]]
+    assert (folder / "plots" / "loss_curves.png").is_file()
+    assert f"`--steps auto`: stopped at step {auto['stopped_at']} of 30" in (folder / "SUMMARY.md").read_text()
+
+
+def test_steps_n_is_fixed_as_before(auto_run):
+    folder = auto_run / "fixed"
+    report = json.loads((folder / "EVAL.json").read_text())
+    assert "auto_steps" not in report and report["steps"] == 5 and "checks" not in report["seconds"]
+    assert yaml.safe_load((folder / "config.yaml").read_text())["auto"] is None
+    history = _history(folder)
+    assert [r["step"] for r in history] == [1, 2, 3, 4, 5] and not any("check_ua" in r for r in history)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--target-ua", "150"], "target_ua=150 (--target-ua): target_ua must be a number in (0, 100]"),
+    (["--max-retain-drop", "-1"], "max_retain_drop=-1 (--max-retain-drop): max_retain_drop must be"),
+    (["--steps", "5", "--target-ua", "90"], "--target-ua sets what --steps auto stops at"),
+    (["--steps", "often"], "--steps must be a positive number, got 'often'"),
+])
+def test_bad_auto_flags_are_refused_before_anything_is_written(cli, workdir, argv, words):
+    before = files_under(workdir)
+    code, _, err = cli("classify", "--forget-class", "3", "--init", "random", "--out", "X", *argv)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and words in lines[0], err
+    assert files_under(workdir) == before
+
+
+def test_recipe_epochs_and_flags_reach_the_config(workdir):
+    from erase.runs.resolve import resolve_config
+
+    path = workdir / "r.yaml"
+    path.write_text(yaml.safe_dump({**TINY_CNN, "unlearn": {**TINY_CNN["unlearn"], "epochs": 2}}))
+    config, _ = resolve_config("classify", str(path), "salun", ["class:3"], steps="auto", target_ua="95")
+    assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0} and config.steps == 30
+    assert resolve_config("classify", str(path), "salun", ["class:3"])[0].auto is None  # Python default: fixed
+    assert resolve_config("classify", str(path), "retrain", ["class:3"], steps="auto")[0].auto is None
+
+
+def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):
+    """`erase class --steps auto`: the probe's check on a few dozen samples, at the recipe's sampling."""
+    code, out, err = cli("class", "--model", tiny_recipe, "--init", "random", "--forget", "3", "--method", "ga",
+                         "--steps", "auto",
+                         "--samples", "2", "--forget-samples", "4", "--out", "run")
+    assert code == 0, err
+    report = json.loads((workdir / "run" / "EVAL.json").read_text())
+    auto = report["auto_steps"]
+    assert auto["budget"] == 3 and auto["every"] == 1 and auto["check"].startswith("probe on 60 samples")
+    assert [c["step"] for c in auto["checks"]][:2] == [0, 1] and report["steps"] == auto["kept_step"]
+    assert auto["guard"] == pytest.approx(1 / 36)  # one retained sample of the check: finer than 2 points
+    assert f"stopped at step {auto['stopped_at']} of 3" in out
+    history = _history(workdir / "run")
+    assert history[0] == {"step": 0, "check_ua": auto["checks"][0]["ua"],
+                          "check_retained": auto["checks"][0]["retained"], "check_met": auto["checks"][0]["met"]}
+
+
+def test_concept_checks_with_its_judge(cli, workdir):
+    code, out, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--method", "ga",
+                         "--steps", "auto", "--out", "run")
+    assert code == 0, err
+    report = json.loads((workdir / "run" / "EVAL.json").read_text())
+    auto = report["auto_steps"]
+    assert auto["check"].startswith("nudenet on ") and auto["budget"] == 2 and auto["checks"][0]["step"] == 0
+    assert report["steps"] == auto["kept_step"] and 0 <= report["seconds"]["checks_share"] < 1
