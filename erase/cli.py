@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", action="store_true", help="with --run: make these scores the run's EVAL.json (the "
                    "old one is kept under evals/) and redraw its grids, plots and SUMMARY.md")
 
+    p = sub.add_parser("attack", help="does it stay forgotten? guidance sweep, relearning and embedding attack on a "
+                       "run's original, unlearned and retrained-reference models")
+    p.add_argument("--run", required=True, metavar="RUN", help="a finished `erase class` run folder (runs/<run>)")
+    p.add_argument("--attacks", metavar="NAMES", help="comma-separated, from guidance, relearn, embedding "
+                   "(default: all three)")
+    p.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
+                   help="an attack budget, e.g. --set guidance_scales=1,3,7.5 --set relearn_steps=10,50 (see "
+                   "`erase list --settings`)")
+
     p = sub.add_parser("compare", help="one table (markdown + CSV) and plots over several finished runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. runs/*")
     p.add_argument("--out", default="compare", help="folder for compare.md, compare.csv and the plots")
@@ -245,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # command name -> module under erase/commands (imported only when the command runs, so a refusal is fast)
 COMMANDS = {"class": "class_", "classify": "classify", "concept": "concept", "sample": "sample", "eval": "eval",
-            "compare": "compare", "list": "list_", "pretrain": "pretrain", "import": "import_"}
+            "compare": "compare", "attack": "attack", "list": "list_", "pretrain": "pretrain", "import": "import_"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
