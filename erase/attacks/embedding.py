@@ -11,9 +11,9 @@ from typing import Any
 from erase.settings import Float, Int, Numbers
 
 settings = (
-    Numbers("embedding_steps", (100, 300), "optimisation step budgets at which the ASR is measured",
+    Numbers("embedding_steps", (50, 200), "optimisation step budgets at which the ASR is measured",
             each=Int("embedding_steps", 1, ge=1)),
-    Float("embedding_lr", 0.02, "learning rate of the free embedding (Adam)", gt=0),
+    Float("embedding_lr", 0.05, "learning rate of the free embedding (Adam)", gt=0),
     Int("embedding_batch_size", 16, "images per optimisation step", ge=1),
     Int("embedding_images", 64, "images of the forgotten target the original generates for the objective", ge=1),
     Int("embedding_samples", 50, "samples judged for the ASR at each budget", ge=1),

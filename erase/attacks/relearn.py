@@ -13,9 +13,9 @@ settings = (
             each=Int("relearn_steps", 1, ge=1)),
     Numbers("relearn_images", (1, 5, 25), "sizes k of the forget-image sets the attacker fine-tunes on (besides "
             "the retain data alone)", each=Int("relearn_images", 1, ge=1)),
-    Float("relearn_lr", 3e-4, "learning rate of the fine-tuning (Adam)", gt=0),
+    Float("relearn_lr", 1e-3, "learning rate of the fine-tuning (Adam)", gt=0),
     Int("relearn_batch_size", 16, "fine-tuning batch size", ge=1),
-    Int("relearn_samples", 50, "samples of the forgotten class judged after each budget", ge=1),
+    Int("relearn_samples", 32, "samples of the forgotten class judged after each budget", ge=1),
 )
 
 

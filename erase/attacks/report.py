@@ -116,3 +116,40 @@ def robustness_plot(robustness: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("success (judged the forgotten target)")
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def compare_values(robustness: dict[str, Any], which: str) -> dict[str, Any]:
+    """`erase compare`'s robustness cells of one model (original, unlearned or reference): UA at each guidance
+    scale, steps until UA < 50 % per relearning set, the embedding attack's ASR at its largest budget, and for
+    the unlearned model the worst gap."""
+    values: dict[str, Any] = {}
+    attacks = robustness.get("attacks", {})
+    for row in attacks.get("guidance", {}).get("budgets", []):
+        if row.get(which) is not None:
+            values[f"robust_ua_{row['budget'].replace(' ', '_')}"] = 1 - row[which]
+    relearn = attacks.get("relearn", {})
+    largest = max(relearn.get("settings", {}).get("relearn_steps", [0]))
+    for data, steps in relearn.get("steps_to_relearn", {}).items():
+        if which in steps:
+            values[f"robust_relearn_steps_{data}"] = _steps(steps[which], largest)
+    embedding = attacks.get("embedding", {}).get("budgets", [])
+    if embedding and embedding[-1].get(which) is not None:
+        values["robust_embedding_asr"] = embedding[-1][which]
+    if which == "unlearned" and robustness.get("worst_gap"):
+        values["robust_worst_gap"] = robustness["worst_gap"]["gap"]
+    return values
+
+
+def compare_columns(keys: list[str]) -> list[tuple[str, str, str]]:
+    """(key, title, format) of the robustness cells present, in the order they were first seen."""
+    columns = []
+    for key in keys:
+        if key.startswith("robust_ua_"):
+            columns.append((key, "UA " + key[len("robust_ua_"):].replace("_", " "), "{:.1%}"))
+        elif key.startswith("robust_relearn_steps_"):
+            columns.append((key, f"relearn steps ({key[len('robust_relearn_steps_'):]})", "{}"))
+        elif key == "robust_embedding_asr":
+            columns.append((key, "embedding ASR", "{:.1%}"))
+        elif key == "robust_worst_gap":
+            columns.append((key, "worst attack gap", "{:+.1%}"))
+    return columns
