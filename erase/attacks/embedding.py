@@ -16,7 +16,7 @@ settings = (
     Float("embedding_lr", 0.05, "learning rate of the free embedding (Adam)", gt=0),
     Int("embedding_batch_size", 16, "images per optimisation step", ge=1),
     Int("embedding_images", 64, "images of the forgotten target the original generates for the objective", ge=1),
-    Int("embedding_samples", 50, "samples judged for the ASR at each budget", ge=1),
+    Int("embedding_samples", 32, "samples judged for the ASR at each budget", ge=1),
     Int("embedding_tokens", 2, "text-to-image models: free token embeddings added to the prompt", ge=1),
 )
 

@@ -10,8 +10,8 @@ from erase.settings import Float, Int, Numbers
 settings = (
     Numbers("guidance_scales", (1.0, 2.0, 3.0, 5.0, 7.5), "guidance scales of the sweep (Stable Diffusion: 3, 7.5, 12)",
             each=Float("guidance_scales", 1.0, ge=0)),
-    Int("guidance_forget_samples", 50, "samples of the forgotten class per scale", ge=1),
-    Int("guidance_retain_samples", 10, "samples per retained class (class models) or retained prompt image per "
+    Int("guidance_forget_samples", 32, "samples of the forgotten class per scale", ge=1),
+    Int("guidance_retain_samples", 8, "samples per retained class (class models) or retained prompt image per "
         "scale", ge=0),
 )
 FAMILY_DEFAULTS = {"sd": {"guidance_scales": (3.0, 7.5, 12.0)}}

@@ -15,7 +15,7 @@ settings = (
             "the retain data alone)", each=Int("relearn_images", 1, ge=1)),
     Float("relearn_lr", 1e-3, "learning rate of the fine-tuning (Adam)", gt=0),
     Int("relearn_batch_size", 16, "fine-tuning batch size", ge=1),
-    Int("relearn_samples", 32, "samples of the forgotten class judged after each budget", ge=1),
+    Int("relearn_samples", 24, "samples of the forgotten class judged after each budget", ge=1),
 )
 
 
