@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "CIFAR-10 python batches or an ImageFolder (default: sampled from the original model)")
     p.add_argument("--probe", metavar="PATH", help="the probe that judges samples (ImageNet: ResNet-50 "
                    "weights as .safetensors); default: the recipe's")
+    p.add_argument("--robust", type=int, metavar="K", help="robust unlearning: before each step, K steps of the "
+                   "embedding attack against the current model; the method's step is then taken under the "
+                   "attacked class embedding as well as the plain one (see `erase attack`)")
     add_run_options(p)
 
     p = sub.add_parser("classify", help="make an image classifier forget a class or training samples")

@@ -196,3 +196,34 @@ def test_every_attack_setting_has_a_bad_value_and_its_default_is_allowed():
         with pytest.raises(UserError, match=f"^{name}=.* \\(--set\\): {name} must be "):
             attack_settings(list(ATTACKS), "ddpm", {name: BAD[name]})
     assert attack_settings(["guidance"], "sd", {})["guidance"]["guidance_scales"] == (3.0, 7.5, 12.0)
+
+
+def test_robust_unlearning_takes_each_step_under_the_attacked_embedding_too(attacked, workdir, cli):
+    """--robust K: the history logs the inner attack and the attacked step; the saved model has the plain
+    embedding table (nothing of the attack is left in it); compare labels the run."""
+    run, _ = attacked
+    recipe = run.parent / "tiny-ddpm.yaml"
+    code, _, err = cli("class", "--model", recipe, "--forget", "3", "--init", "random", "--robust", "2",
+                       "--out", "robust")
+    assert code == 0, err
+    history = [json.loads(line) for line in (workdir / "robust" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == TINY_DDPM["unlearn"]["steps"]
+    assert {"forget_loss", "attacked_forget_loss", "attack_loss"} <= set(history[0])
+    report = json.loads((workdir / "robust" / "EVAL.json").read_text())
+    assert report["method_report"]["robust"] == {"inner_steps": 2, "inner_lr": 0.05}
+    from safetensors.torch import load_file
+
+    weights = load_file(str(workdir / "robust" / "model" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert "class_embedding.weight" in weights and not any("free" in k for k in weights)
+    assert cli("compare", run, workdir / "robust", "--out", "cmp")[0] == 0
+    assert "| salun +robust 2 |" in (workdir / "cmp" / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("robust, method, words", [("0", "salun", "--robust must be a positive number, got 0"),
+                                                   ("2", "ft", "ft does not use forget data")])
+def test_robust_refusals(tiny_recipe, workdir, cli, robust, method, words):
+    before = files_under(workdir)
+    code, _, err = cli("class", "--model", tiny_recipe, "--forget", "3", "--init", "random", "--robust", robust,
+                       "--method", method, "--out", "X")
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert files_under(workdir) == before

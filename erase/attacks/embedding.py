@@ -53,6 +53,6 @@ def attack_curve(subjects, which: str, values: dict[str, Any]) -> list[dict[str,
         optimizer.step()
         if step + 1 in budgets:
             with torch.no_grad():
-                points.append({"steps": step + 1, "loss": float(loss),
+                points.append({"steps": step + 1, "loss": loss.detach().item(),
                                **attack.success(values["embedding_samples"], f"embedding {which}: {step + 1} steps")})
     return points

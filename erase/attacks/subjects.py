@@ -122,7 +122,8 @@ class Subjects:
     def check_attacks(self, names: list[str]) -> None:
         """Refuse, before any attack runs, one this model cannot take."""
         if "embedding" in names:
-            FreeClassCondition.check(self, self.models["original"].denoiser)
+            class_table(self.models["original"].denoiser, f"the embedding attack on {self.recipe.name} "
+                        f"(--attacks guidance,relearn runs the others)")
 
     def cached(self, attack: str, which: str, settings: dict[str, Any], compute: Callable[[], Any]):
         """An attack's result on one model, computed once per (its weights, the probe, the attack's settings,
@@ -175,13 +176,13 @@ def reference_bundle(original: GeneratorBundle, task, forget_set, retain_set, re
 
 
 class FreeClassEmbedding(torch.nn.Module):
-    """A class-embedding table whose forgotten rows are free parameters (started from the null class's row)."""
+    """A class-embedding table whose forgotten rows answer with free parameters (one row per forgotten class)."""
 
-    def __init__(self, table: torch.nn.Embedding, rows: list[int], start: torch.Tensor):
+    def __init__(self, table: torch.nn.Embedding, rows: list[int], free: torch.nn.Parameter):
         super().__init__()
         self.table = table
         self.rows = rows
-        self.free = torch.nn.Parameter(start.detach().clone().expand(len(rows), -1).contiguous())
+        self.free = free
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         out = self.table(labels)
@@ -190,28 +191,34 @@ class FreeClassEmbedding(torch.nn.Module):
         return out
 
 
+def class_table(denoiser, who: str) -> torch.nn.Embedding:
+    """The denoiser's class-embedding table; a model without one (DiT, the seed repos' UNet) is refused."""
+    table = getattr(denoiser, "class_embedding", None)
+    if not isinstance(table, torch.nn.Embedding):
+        raise UserError(f"{who} needs a class-embedding table (a diffusers UNet's class_embedding), and this "
+                        f"{type(denoiser).__name__} has none")
+    return table
+
+
+def free_rows(denoiser, count: int) -> torch.nn.Parameter:
+    """`count` free embeddings, each started from the null class's row (the unconditional embedding)."""
+    from erase.models.pipeline import null_class_of
+
+    start = class_table(denoiser, "the embedding attack").weight[null_class_of(denoiser)].detach()
+    return torch.nn.Parameter(start.clone().expand(count, -1).contiguous())
+
+
 class FreeClassCondition:
     """The embedding attack on a class-conditional UNet: its forgotten classes' embeddings replaced by free ones."""
 
     def __init__(self, subjects: Subjects, bundle: GeneratorBundle):
-        from erase.models.pipeline import null_class_of
-
         denoiser = bundle.denoiser
-        table = self.check(subjects, denoiser)
+        table = class_table(denoiser, "the embedding attack")
         denoiser.requires_grad_(False)
         denoiser.eval()
-        self.embedding = FreeClassEmbedding(table, list(subjects.forget), table.weight[null_class_of(denoiser)])
+        self.embedding = FreeClassEmbedding(table, list(subjects.forget), free_rows(denoiser, len(subjects.forget)))
         denoiser.class_embedding = self.embedding
         self.subjects, self.bundle = subjects, bundle
-
-    @staticmethod
-    def check(subjects: Subjects, denoiser) -> torch.nn.Embedding:
-        table = getattr(denoiser, "class_embedding", None)
-        if not isinstance(table, torch.nn.Embedding):
-            raise UserError(f"the embedding attack needs a class-embedding table (a UNet's class_embedding); "
-                            f"{subjects.recipe.name} ({subjects.recipe.family}) has none: run the other attacks "
-                            f"with --attacks guidance,relearn")
-        return table
 
     def parameters(self):
         return [self.embedding.free]

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from erase.config import Recipe, RunConfig, load_recipe
+from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.data.class_sets import data_folder, forget_classes
 from erase.data.worlds import world_names
 from erase.errors import UserError
@@ -58,6 +58,10 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     from erase.train import check_settings
 
     method = build_method(config)
+    if config.extra.get("robust"):
+        from erase.attacks.robust import robust_method
+
+        method = robust_method(method, config.extra["robust"], forget)
     torch.manual_seed(config.seed)
     bundle = load_generator(recipe, config.weights, config.init)
     sets, data_source = training_data(recipe, config, forget)
@@ -102,13 +106,19 @@ def resume_class(run: str, command_line: str) -> Path:
     return run_class(config, recipe, command_line, run_folder=folder)
 
 
+def robust_steps(value: int | None) -> int | None:
+    """--robust K: the inner attack steps, a whole number >= 1."""
+    return None if value is None else check_positive("--robust", value)
+
+
 def main(args, command_line: str) -> int:
     if args.resume:
         folder = resume_class(args.resume, command_line)
     else:
         config, recipe = resolve_config(
             "class", args.model, args.method, args.forget or [], seed=args.seed, evaluate=evaluate_overrides(args),
-            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None},
+            extra={k: v for k, v in (("data", args.data), ("probe", args.probe),
+                                     ("robust", robust_steps(args.robust))) if v is not None},
             **run_options(args))
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
     from erase.runs.processes import is_main

@@ -65,12 +65,18 @@ def load_runs(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
     return runs
 
 
+def method_label(report: dict[str, Any]) -> str:
+    """The method, with `+robust K` for runs made with --robust."""
+    robust = report.get("method_report", {}).get("robust")
+    return report.get("method", "?") + (f" +robust {robust['inner_steps']}" if robust else "")
+
+
 def run_labels(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     """The method name; when several runs share a method, with their steps, or else their folder names."""
     labels = []
     for folder, report in runs:
-        method = report.get("method", "?")
-        same = [r for _, r in runs if r.get("method") == method]
+        method = method_label(report)
+        same = [r for _, r in runs if method_label(r) == method]
         if len(same) == 1:
             labels.append(method)
         elif len({r.get("steps") for r in same}) == len(same):
