@@ -227,3 +227,36 @@ def test_robust_refusals(tiny_recipe, workdir, cli, robust, method, words):
                        "--method", method, "--out", "X")
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert files_under(workdir) == before
+
+
+def test_free_tokens_follow_the_words_of_non_empty_prompts_only():
+    import torch
+
+    from erase.attacks.concepts import FreeTokenEmbedding
+
+    table = torch.nn.Embedding(10, 3)
+    free = torch.nn.Parameter(torch.full((2, 3), 7.0))
+    bos, eos = 8, 9
+    ids = torch.tensor([[bos, 1, 2, eos, eos, eos, eos], [bos, eos, eos, eos, eos, eos, eos], [bos, 1, 2, 3, 4, 5, eos]])
+    out = FreeTokenEmbedding(table, free, eos)(ids)
+    is_free = (out == 7.0).all(-1)
+    assert is_free.tolist() == [[False, False, False, False, True, True, False], [False] * 7, [False] * 7]
+    assert torch.equal(out[~is_free], table(ids)[~is_free])
+
+
+def test_a_concept_run_is_attacked_without_a_reference(tmp_path, monkeypatch, cli):
+    """t2i (the tiny random stack): free tokens and the guidance sweep run; no reference, so no gap."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("concept", "--model", "t2i-shapes", "--prompt", "triangle", "--init", "random", "--tiny",
+                       "--steps", "1", "--images-per-prompt", "1", "--out", "run")
+    assert code == 0, err
+    code, out, err = cli("attack", "--run", "run", "--attacks", "guidance,embedding", "--set", "guidance_scales=3",
+                         "--set", "guidance_forget_samples=12", "--set", "guidance_retain_samples=0", "--set",
+                         "embedding_steps=1", "--set", "embedding_images=2", "--set", "embedding_samples=12",
+                         "--set", "embedding_batch_size=2")
+    assert code == 0, err
+    block = json.loads((tmp_path / "run" / "EVAL.json").read_text())["robustness"]
+    assert list(block["attacks"]) == ["guidance", "embedding"] and block["reference"] is None
+    rows = [row for result in block["attacks"].values() for row in result["budgets"]]
+    assert all(row["gap"] is None and "reference" not in row and row["unlearned"] is not None for row in rows)
+    assert block["worst_gap"] is None

@@ -92,3 +92,29 @@ def attacked_run(run: str):
     except json.JSONDecodeError as exc:
         raise UserError(f"{folder / COMPLETE_MARKER} is not valid JSON ({exc.msg}); re-run the run") from None
     return folder, config, report
+
+
+def check_subjects(config):
+    """What needs no model, before the heavy imports: the run's recipe (tiny when the run was), its weights files
+    and what was forgotten: (recipe, forgotten class ids) of a class run, (recipe, the concept's prompts) of a
+    concept run, which erase judges with the shapes world's probe."""
+    from erase.config import load_recipe
+    from erase.models import check_weights
+
+    recipe = load_recipe(config.model)
+    if config.command == "class":
+        from erase.data.class_sets import forget_classes
+
+        target = forget_classes(recipe, config.target)
+    else:
+        from erase.data.prompts import concept_prompts
+        from erase.models.tiny_sd import apply_tiny
+
+        recipe = apply_tiny(recipe) if config.extra.get("tiny") else recipe
+        target = concept_prompts(recipe, config.target[0], config.extra.get("anchor"),
+                                 config.extra.get("eval_prompts"))
+        if recipe.world != "shapes":
+            raise UserError(f"`erase attack` judges concepts with the shapes world's probe; {recipe.name} has "
+                            f"none to judge {target.concept!r}")
+    check_weights(recipe, config.weights, config.init)
+    return recipe, target

@@ -28,20 +28,15 @@ from erase.tasks.denoising import DenoisingTask, denoising_task
 ATTACK_SEED_OFFSET = 2000  # seeds of the images the embedding attack fits (evaluation: seed, training data: +1000)
 
 
-@dataclass
-class Subjects:
-    """A class run's three models, its data and its judge (the probe)."""
+class AttackSubjects:
+    """What every run's subjects have: the models by name, the run's config and recipe, the seed, and the
+    per-model cache of attack results. Subclasses (class runs here, concept runs in erase/attacks/concepts.py)
+    say how samples are judged and how the conditioning is attacked."""
 
-    folder: Path
     config: RunConfig
     recipe: Recipe
-    forget: list[int]
     models: dict[str, GeneratorBundle]
-    task: DenoisingTask
-    forget_set: Any
-    retain_set: Any
-    judges: Judges
-    reference_record: dict[str, Any]
+    model_names: tuple[str, ...] = MODELS
 
     @property
     def seed(self) -> int:
@@ -54,6 +49,40 @@ class Subjects:
     def sampling(self, **changes) -> dict[str, Any]:
         """The recipe's sampling settings with `changes` (e.g. guidance_scale)."""
         return {**self.recipe.sampling, **changes}
+
+    def copy_model(self, which: str) -> GeneratorBundle:
+        """An independent copy of one model that an attack may change (fine-tune, replace an embedding)."""
+        return copy.deepcopy(self.models[which])
+
+    def judged_modules(self, which: str) -> list[torch.nn.Module]:
+        """The weights a result depends on: the model's and the judge's."""
+        raise NotImplementedError
+
+    def cache_key(self) -> dict[str, Any]:
+        """What else a result depends on: the target, the sampling settings, the data."""
+        raise NotImplementedError
+
+    def cached(self, attack: str, which: str, settings: dict[str, Any], compute: Callable[[], Any]):
+        """An attack's result on one model, computed once per (its weights, the judge, the attack's settings,
+        the seed, the target and the data); the original and the reference are shared across runs."""
+        key = {"attack": attack, "settings": settings, "seed": self.seed, **self.cache_key()}
+        return cached(f"attack-{attack}", self.judged_modules(which), key, compute)
+
+
+@dataclass
+class Subjects(AttackSubjects):
+    """A class run's three models, its data and its judge (the probe)."""
+
+    folder: Path
+    config: RunConfig
+    recipe: Recipe
+    forget: list[int]
+    models: dict[str, GeneratorBundle]
+    task: DenoisingTask
+    forget_set: Any
+    retain_set: Any
+    judges: Judges
+    reference_record: dict[str, Any]
 
     def judge(self, bundle: GeneratorBundle, counts: dict[int, int], sampling: dict[str, Any], desc: str
               ) -> dict[str, Any]:
@@ -72,11 +101,6 @@ class Subjects:
                                               for c in retained) / len(retained)
         return result
 
-    model_names = MODELS
-
-    def copy_model(self, which: str) -> GeneratorBundle:
-        """An independent copy of one model that an attack may change (fine-tune, replace an embedding)."""
-        return copy.deepcopy(self.models[which])
 
     def forget_success(self, bundle: GeneratorBundle, n: int, desc: str, **sampling) -> dict[str, Any]:
         """`n` samples of the forgotten classes (split among them) judged at the recipe's sampling settings."""
@@ -125,13 +149,11 @@ class Subjects:
             class_table(self.models["original"].denoiser, f"the embedding attack on {self.recipe.name} "
                         f"(--attacks guidance,relearn runs the others)")
 
-    def cached(self, attack: str, which: str, settings: dict[str, Any], compute: Callable[[], Any]):
-        """An attack's result on one model, computed once per (its weights, the probe, the attack's settings,
-        the seed, the forget set and the data); the original and the reference are shared across runs."""
-        key = {"attack": attack, "settings": settings, "seed": self.seed, "forget": self.forget,
-               "sampling": self.recipe.sampling, "data": self.data_digest}
-        modules = [self.models[which].denoiser, self.judges.probe]
-        return cached(f"attack-{attack}", modules, key, compute)
+    def judged_modules(self, which: str) -> list[torch.nn.Module]:
+        return [self.models[which].denoiser, self.judges.probe]
+
+    def cache_key(self) -> dict[str, Any]:
+        return {"forget": self.forget, "sampling": self.recipe.sampling, "data": self.data_digest}
 
     @property
     def data_digest(self) -> str:
