@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attack", help="does it stay forgotten? guidance sweep, relearning and embedding attack on a "
                        "run's original, unlearned and retrained-reference models")
-    p.add_argument("--run", required=True, metavar="RUN", help="a finished `erase class` or `erase concept` run folder (runs/<run>)")
+    p.add_argument("--run", required=True, metavar="RUN", help="a finished `erase class` or `erase concept` run "
+                   "folder (runs/<run>)")
     p.add_argument("--attacks", metavar="NAMES", help="comma-separated, from guidance, relearn, embedding "
                    "(default: all three)")
     p.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
