@@ -64,11 +64,10 @@ ATTACKABLE = ("class", "concept")
 def attacked_run(run: str):
     """(folder, config, EVAL.json) of a finished `erase class` or `concept` run with its model/; anything else is
     a UserError saying what to give instead. Light: nothing is loaded."""
-    import json
     from pathlib import Path
 
     from erase.config import RunConfig
-    from erase.runs.folders import COMPLETE_MARKER
+    from erase.runs.folders import finished_report
 
     folder = Path(run)
     if not folder.is_dir():
@@ -81,16 +80,10 @@ def attacked_run(run: str):
     if config.command not in ATTACKABLE:
         raise UserError(f"{folder} is an `erase {config.command}` run; `erase attack` attacks generators unlearned "
                         f"by `erase class` or `erase concept`")
-    if not (folder / COMPLETE_MARKER).is_file():
-        raise UserError(f"{folder} is incomplete (no {COMPLETE_MARKER}): finish it with `python -m erase "
-                        f"{config.command} --resume {folder}` first")
+    report = finished_report(folder, config.command)
     if not (folder / "model").is_dir():
         raise UserError(f"{folder} has no model/ folder: the unlearned model is missing, so there is nothing to "
                         f"attack")
-    try:
-        report = json.loads((folder / COMPLETE_MARKER).read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{folder / COMPLETE_MARKER} is not valid JSON ({exc.msg}); re-run the run") from None
     return folder, config, report
 
 
