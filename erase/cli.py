@@ -70,6 +70,13 @@ def add_fid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-mode", choices=["clean", "legacy_tensorflow"], help="clean-fid mode (default clean)")
 
 
+def add_robust_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--robust", type=int, metavar="K", help="robust unlearning: before each step, K steps of the "
+                   "embedding attack against the current model; the method's step is then taken under the "
+                   "attacked conditioning (class embedding, or free prompt tokens) as well as the plain one "
+                   "(docs/robustness.md)")
+
+
 def add_eval_prompts_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-prompts", metavar="FILE.csv", help="judge the concept on the rows of an I2P-style CSV: "
                    "column prompt, and evaluation_seed, evaluation_guidance, categories when present (each row's "
@@ -89,9 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "CIFAR-10 python batches or an ImageFolder (default: sampled from the original model)")
     p.add_argument("--probe", metavar="PATH", help="the probe that judges samples (ImageNet: ResNet-50 "
                    "weights as .safetensors); default: the recipe's")
-    p.add_argument("--robust", type=int, metavar="K", help="robust unlearning: before each step, K steps of the "
-                   "embedding attack against the current model; the method's step is then taken under the "
-                   "attacked class embedding as well as the plain one (see `erase attack`)")
+    add_robust_option(p)
     add_run_options(p)
 
     p = sub.add_parser("classify", help="make an image classifier forget a class or training samples")
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="with --init random: a tiny random SD stack (tests, timing)")
     p.add_argument("--images-per-prompt", type=int, help="evaluation images per evaluation prompt")
     add_eval_prompts_option(p)
+    add_robust_option(p)
     add_run_options(p, sampling=False)
 
     p = sub.add_parser("sample", help="sample a grid from a model: one row per class or per prompt")

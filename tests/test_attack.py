@@ -245,11 +245,14 @@ def test_free_tokens_follow_the_words_of_non_empty_prompts_only():
 
 
 def test_a_concept_run_is_attacked_without_a_reference(tmp_path, monkeypatch, cli):
-    """t2i (the tiny random stack): free tokens and the guidance sweep run; no reference, so no gap."""
+    """t2i (the tiny random stack): a --robust run (free tokens in its inner attack), then free tokens and the
+    guidance sweep against it; no reference, so no gap."""
     monkeypatch.chdir(tmp_path)
     code, _, err = cli("concept", "--model", "t2i-shapes", "--prompt", "triangle", "--init", "random", "--tiny",
-                       "--steps", "1", "--images-per-prompt", "1", "--out", "run")
+                       "--steps", "1", "--images-per-prompt", "1", "--robust", "1", "--out", "run")
     assert code == 0, err
+    assert {"attack_loss", "attacked_forget_loss"} <= set(json.loads((tmp_path / "run" / "history.jsonl")
+                                                                     .read_text().splitlines()[0]))
     code, out, err = cli("attack", "--run", "run", "--attacks", "guidance,embedding", "--set", "guidance_scales=3",
                          "--set", "guidance_forget_samples=12", "--set", "guidance_retain_samples=0", "--set",
                          "embedding_steps=1", "--set", "embedding_images=2", "--set", "embedding_samples=12",

@@ -111,3 +111,10 @@ def check_subjects(config):
                             f"none to judge {target.concept!r}")
     check_weights(recipe, config.weights, config.init)
     return recipe, target
+
+
+def robust_steps(value: int | None) -> int | None:
+    """`--robust K` of `erase class` and `concept`: the inner attack steps, a whole number >= 1 (None: off)."""
+    from erase.config import check_positive
+
+    return None if value is None else check_positive("--robust", value)

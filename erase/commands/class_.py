@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from erase.config import Recipe, RunConfig, check_positive, load_recipe
+from erase.attacks import robust_steps
+from erase.config import Recipe, RunConfig, load_recipe
 from erase.data.class_sets import data_folder, forget_classes
 from erase.data.worlds import world_names
 from erase.errors import UserError
@@ -104,11 +105,6 @@ def resume_class(run: str, command_line: str) -> Path:
     folder, config = resumable_run(run)
     recipe = load_recipe(config.model)
     return run_class(config, recipe, command_line, run_folder=folder)
-
-
-def robust_steps(value: int | None) -> int | None:
-    """--robust K: the inner attack steps, a whole number >= 1."""
-    return None if value is None else check_positive("--robust", value)
 
 
 def main(args, command_line: str) -> int:
