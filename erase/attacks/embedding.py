@@ -10,6 +10,7 @@ from typing import Any
 
 from erase.settings import Float, Int, Numbers
 
+summary = "a free class embedding / free prompt tokens fitted to the original's images of the target: ASR"
 settings = (
     Numbers("embedding_steps", (50, 200), "optimisation step budgets at which the ASR is measured",
             each=Int("embedding_steps", 1, ge=1)),

@@ -7,6 +7,7 @@ from typing import Any
 
 from erase.settings import Float, Int, Numbers
 
+summary = "UA and retained accuracy at several guidance scales"
 settings = (
     Numbers("guidance_scales", (1.0, 2.0, 3.0, 5.0, 7.5), "guidance scales of the sweep (Stable Diffusion: 3, 7.5, 12)",
             each=Float("guidance_scales", 1.0, ge=0)),

@@ -8,6 +8,7 @@ from typing import Any
 
 from erase.settings import Float, Int, Numbers
 
+summary = "fine-tuning on retain data and on k forget images: UA per step budget, steps until UA < 50 %"
 settings = (
     Numbers("relearn_steps", (10, 25, 50), "fine-tuning step budgets at which the forgotten class is judged",
             each=Int("relearn_steps", 1, ge=1)),

@@ -102,6 +102,8 @@ def listing() -> str:
              *_recipe_default_lines(), "",
              *_composition_lines(), "",
              "metrics:", *(f"  {k:<30} {v}" for k, v in METRICS.items()), "",
+             "attacks (`erase attack --attacks`; budgets: `erase list --settings`):",
+             *(f"  {name:<12} {attack_module(name).summary}" for name in ATTACKS), "",
              f"embedded worlds: {', '.join(world_names())}"]
     return "\n".join(lines)
 
