@@ -101,7 +101,6 @@ class Subjects(AttackSubjects):
                                               for c in retained) / len(retained)
         return result
 
-
     def forget_success(self, bundle: GeneratorBundle, n: int, desc: str, **sampling) -> dict[str, Any]:
         """`n` samples of the forgotten classes (split among them) judged at the recipe's sampling settings."""
         return self.judge(bundle, self.forget_counts(n), self.sampling(**sampling), desc)
