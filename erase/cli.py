@@ -75,6 +75,13 @@ def add_fid_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fid-mode", choices=["clean", "legacy_tensorflow"], help="clean-fid mode (default clean)")
 
 
+def add_robust_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--robust", type=int, metavar="K", help="robust unlearning: before each step, K steps of the "
+                   "embedding attack against the current model; the method's step is then taken under the "
+                   "attacked conditioning (class embedding, or free prompt tokens) as well as the plain one "
+                   "(docs/robustness.md)")
+
+
 def add_eval_prompts_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-prompts", metavar="FILE.csv", help="judge the concept on the rows of an I2P-style CSV: "
                    "column prompt, and evaluation_seed, evaluation_guidance, categories when present (each row's "
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "CIFAR-10 python batches or an ImageFolder (default: sampled from the original model)")
     p.add_argument("--probe", metavar="PATH", help="the probe that judges samples (ImageNet: ResNet-50 "
                    "weights as .safetensors); default: the recipe's")
+    add_robust_option(p)
     add_run_options(p)
 
     p = sub.add_parser("classify", help="make an image classifier forget a class or training samples")
@@ -120,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", metavar="DIR", help="a local CLIP model folder (transformers CLIPModel, tokenizer, "
                    "preprocessor_config.json): adds the CLIP score of the retained prompts' images")
     add_eval_prompts_option(p)
+    add_robust_option(p)
     add_run_options(p, sampling=False)
 
     p = sub.add_parser("sample", help="sample a grid from a model: one row per class or per prompt")
@@ -163,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_fid_options(p)
     p.add_argument("--update", action="store_true", help="with --run: make these scores the run's EVAL.json (the "
                    "old one is kept under evals/) and redraw its grids, plots and SUMMARY.md")
+
+    p = sub.add_parser("attack", help="does it stay forgotten? guidance sweep, relearning and embedding attack on a "
+                       "run's original, unlearned and retrained-reference models")
+    p.add_argument("--run", required=True, metavar="RUN", help="a finished `erase class` or `erase concept` run "
+                   "folder (runs/<run>)")
+    p.add_argument("--attacks", metavar="NAMES", help="comma-separated, from guidance, relearn, embedding "
+                   "(default: all three)")
+    p.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
+                   help="an attack budget, e.g. --set guidance_scales=1,3,7.5 --set relearn_steps=10,50 (see "
+                   "`erase list --settings`)")
 
     p = sub.add_parser("compare", help="one table (markdown + CSV) and plots over several finished runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, e.g. runs/*")
@@ -252,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # command name -> module under erase/commands (imported only when the command runs, so a refusal is fast)
 COMMANDS = {"class": "class_", "classify": "classify", "concept": "concept", "sample": "sample", "eval": "eval",
-            "compare": "compare", "list": "list_", "pretrain": "pretrain", "import": "import_"}
+            "compare": "compare", "attack": "attack", "list": "list_", "pretrain": "pretrain", "import": "import_"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,6 +149,31 @@ class Text(Setting):
         return "a non-empty text"
 
 
+@dataclass(frozen=True)
+class Numbers(Setting):
+    """A list of numbers, each allowed by `each` (a Float or Int): `1,2,7.5` on the command line, a YAML list or
+    one number in a recipe. Read as a tuple in the given order; repeats are refused."""
+
+    each: Float = Float("each", 0)
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, str):
+            items: list[Any] = [v for v in value.split(",")]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        if not items:
+            raise Refused(value)
+        numbers = tuple(self.each.convert(item) for item in items)
+        if len(set(numbers)) != len(numbers):
+            raise Refused(value)
+        return numbers
+
+    def kind(self) -> str:
+        return f"a comma-separated list of distinct numbers, each {self.each.kind()}"
+
+
 def shown(value: Any) -> str:
     """A value as the user typed it (text without spaces) or as Python writes it (anything else)."""
     if isinstance(value, str) and value and value.isprintable() and value == value.strip() and " " not in value:

@@ -230,7 +230,8 @@ for argv in (["class", "--forget", "3", "--set", "alpha=abc"], ["class", "--mode
              ["class", "--model", "dit-imagenet", "--forget", "golden retriver"],
              ["classify", "--forget-class", "3", "--gradient-checkpointing"],
              ["concept", "--prompt", "hexagon", "--model", "t2i-shapes"], ["sample", "--classes", "0-12"],
-             ["pretrain", "ddpm-cifar10"], ["eval", "--run", "nowhere"]):
+             ["pretrain", "ddpm-cifar10"], ["eval", "--run", "nowhere"],
+             ["attack", "--run", "nowhere"]):
     assert main(argv) == 2, argv
 print(sorted(m for m in ("torch", "diffusers", "accelerate", "transformers", "torchvision") if m in sys.modules))
 """

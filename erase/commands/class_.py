@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from erase.attacks import robust_steps
 from erase.config import Recipe, RunConfig, load_recipe
 from erase.data.class_sets import data_folder, forget_classes
 from erase.data.worlds import world_names
@@ -60,6 +61,10 @@ def run_class(config: RunConfig, recipe: Recipe, command_line: str, overwrite: b
     from erase.train import check_settings
 
     method = build_method(config)
+    if config.extra.get("robust"):
+        from erase.attacks.robust import robust_method
+
+        method = robust_method(method, config.extra["robust"], forget)
     torch.manual_seed(config.seed)
     bundle = load_generator(recipe, config.weights, config.init)
     sets, data_source = training_data(recipe, config, forget)
@@ -118,7 +123,8 @@ def main(args, command_line: str) -> int:
     else:
         config, recipe = resolve_config(
             "class", args.model, args.method, args.forget or [], seed=args.seed, evaluate=evaluate_overrides(args),
-            extra={k: v for k, v in (("data", args.data), ("probe", args.probe)) if v is not None},
+            extra={k: v for k, v in (("data", args.data), ("probe", args.probe),
+                                     ("robust", robust_steps(args.robust))) if v is not None},
             **run_options(args))
         folder = run_class(config, recipe, command_line, overwrite=args.overwrite)
     from erase.runs.processes import is_main

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from erase.attacks.report import compare_columns, compare_values
 from erase.errors import UserError
 from erase.evaluate import plots
 from erase.files import write_text_atomic
@@ -64,12 +65,18 @@ def load_runs(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
     return runs
 
 
+def method_label(report: dict[str, Any]) -> str:
+    """The method, with `+robust K` for runs made with --robust."""
+    robust = report.get("method_report", {}).get("robust")
+    return report.get("method", "?") + (f" +robust {robust['inner_steps']}" if robust else "")
+
+
 def run_labels(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     """The method name; when several runs share a method, with their steps, or else their folder names."""
     labels = []
     for folder, report in runs:
-        method = report.get("method", "?")
-        same = [r for _, r in runs if r.get("method") == method]
+        method = method_label(report)
+        same = [r for _, r in runs if method_label(r) == method]
         if len(same) == 1:
             labels.append(method)
         elif len({r.get("steps") for r in same}) == len(same):
@@ -87,7 +94,7 @@ def _value(metrics: dict[str, Any], report: dict[str, Any], key: str, which: str
 
 def table_rows(runs, labels) -> list[dict[str, Any]]:
     """One row per run (its unlearned model), preceded by one row per distinct original model and target."""
-    rows, seen = [], set()
+    rows, seen, references = [], {}, []  # seen: group -> index of its original row
     for (folder, report), label in zip(runs, labels):
         target = report.get("target", {})
         original = report["metrics"].get("original", {})
@@ -97,14 +104,35 @@ def table_rows(runs, labels) -> list[dict[str, Any]]:
         base = {"model": report.get("model"), "target": f"{target.get('kind', '')} {target.get('name', '')}".strip(),
                 "seed": report.get("seed")}
         if group not in seen:
-            seen.add(group)
+            seen[group] = len(rows)
             rows.append({**base, "run": "original", "method": "- (no unlearning)", "steps": "",
                          "seconds": "", **{k: _value(original, report, k, "original") for k, _, _ in COLUMNS}})
+        attacked_rows(rows[seen[group]], base, report.get("robustness"), references)
         unlearned = report["metrics"]["unlearned"]
         rows.append({**base, "run": folder.name, "method": label, "steps": report.get("steps"),
                      "seconds": report.get("seconds", {}).get("unlearn"),
-                     **{k: _value(unlearned, report, k, "unlearned") for k, _, _ in COLUMNS}})
+                     **{k: _value(unlearned, report, k, "unlearned") for k, _, _ in COLUMNS},
+                     **(compare_values(report["robustness"], "unlearned") if "robustness" in report else {})})
+    for original_row, reference_row in references:
+        rows.insert(next(i for i, row in enumerate(rows) if row is original_row) + 1, reference_row)
     return rows
+
+
+def attacked_rows(original_row: dict[str, Any], base: dict[str, Any], robustness, references: list) -> None:
+    """`erase attack`: the original row gets its attack cells, and a `reference` row (the retrained reference
+    under the same attacks) is kept to follow it, once per group."""
+    if not robustness or any(k.startswith("robust_") for k in original_row):
+        return
+    original_row.update(compare_values(robustness, "original"))
+    if robustness.get("reference"):
+        references.append((original_row, {**base, "run": "reference", "method": "- (retrained reference)",
+                                           "steps": "", "seconds": "", **compare_values(robustness, "reference")}))
+
+
+def robustness_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The `erase attack` columns the rows hold (UA per guidance scale, relearning steps, embedding ASR)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row if k.startswith("robust_")))
+    return compare_columns(keys)
 
 
 def _cell(value: Any, fmt: str | None) -> str:
@@ -177,13 +205,19 @@ def compare_runs(paths: Sequence[str], out: str | Path) -> list[Path]:
         raise UserError(f"--out {out} is a file: give a folder for the table and plots")
     labels = run_labels(runs)
     rows = table_rows(runs, labels)
-    columns = [c for c in COLUMNS if any(row.get(c[0]) not in (None, "") for row in rows)]
+    columns = [c for c in COLUMNS if any(row.get(c[0]) not in (None, "") for row in rows)] + robustness_columns(rows)
     out.mkdir(parents=True, exist_ok=True)
     pictures = compare_plots(runs, labels, out)
     markdown = ["# Comparison", "", f"{len(runs)} runs: " + ", ".join(f"`{folder}`" for folder, _ in runs), "",
                 markdown_table(rows, columns)]
     markdown += ["UA = unlearning accuracy (higher = more forgotten), with its 95 % Wilson interval over n samples; "
-                 "RA = retained accuracy. Runs of one original model and target share its `original` row.", ""]
+                 "RA = retained accuracy. Runs of one original model and target share its `original` row."]
+    if any(c[0].startswith("robust_") for c in columns):
+        markdown += ["Attack columns (`erase attack`): UA at each guidance scale, fine-tuning steps until UA < 50 % "
+                     "on each relearning set, the embedding attack's ASR at its largest budget; the `reference` "
+                     "row is the retrained reference under the same attacks, and the worst gap is the unlearned "
+                     "model's largest excess over it (attack success, <= 0: as deep as retraining)."]
+    markdown += [""]
     markdown += [f"![{p.stem}]({p.name})" for p in pictures]
     write_text_atomic(out / "compare.md", "\n".join(markdown) + "\n")
     write_text_atomic(out / "compare.csv", csv_table(rows, columns))

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from erase.attacks import robust_steps
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.data.prompts import ConceptPrompts, check_concept, concept_prompts
 from erase.errors import UserError
@@ -37,10 +38,10 @@ def concept_recipe(model: str, tiny: bool, init: str) -> Recipe:
 
 def resolve_concept_config(command: str, model: str, method: str, concept: str | None, tiny: bool = False,
                            anchor: str | None = None, eval_prompts: str | None = None, clip: str | None = None,
-                           **options) -> tuple[RunConfig, Recipe]:
+                           robust: int | None = None, **options) -> tuple[RunConfig, Recipe]:
     concept = check_concept(concept)
     recipe = concept_recipe(model, tiny, options.get("init", "pretrained"))
-    extra = {"tiny": tiny, "anchor": anchor}
+    extra = {"tiny": tiny, "anchor": anchor, **({"robust": robust_steps(robust)} if robust is not None else {})}
     if eval_prompts:
         extra["eval_prompts"] = str(Path(eval_prompts).expanduser().resolve())
     if clip:
@@ -100,6 +101,10 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     from erase.train import check_settings
 
     method = build_method(config)
+    if config.extra.get("robust"):
+        from erase.attacks.robust import robust_method
+
+        method = robust_method(method, config.extra["robust"])
     torch.manual_seed(config.seed)
     bundle = load_generator(recipe, config.weights, config.init)
     task = denoising_task(bundle)
@@ -145,7 +150,8 @@ def main(args, command_line: str) -> int:
             evaluate["images_per_prompt"] = check_positive("--images-per-prompt", args.images_per_prompt)
         config, recipe = resolve_concept_config(
             "concept", args.model, args.method, args.prompt, tiny=args.tiny, anchor=args.anchor,
-            eval_prompts=args.eval_prompts, clip=args.clip, seed=args.seed, evaluate=evaluate, **run_options(args))
+            eval_prompts=args.eval_prompts, clip=args.clip, robust=args.robust, seed=args.seed, evaluate=evaluate,
+            **run_options(args))
         folder = run_concept(config, recipe, command_line, overwrite=args.overwrite)
     from erase.runs.processes import is_main
 

@@ -12,7 +12,6 @@ judges on the same seeds, into a new run folder that `erase compare` tables with
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from datetime import datetime
@@ -29,7 +28,7 @@ from erase.evaluate.report import write_summary
 from erase.files import write_json_atomic
 from erase.models import check_weights
 from erase.runs.console import print_metrics
-from erase.runs.folders import COMPLETE_MARKER
+from erase.runs.folders import COMPLETE_MARKER, finished_report
 from erase.settings import EVALUATION, check_known
 
 # commands whose runs are scored on samples (classify runs are scored exactly); eval: of class-conditional models
@@ -51,16 +50,10 @@ def finished_run(run: str) -> tuple[Path, RunConfig, dict[str, Any]]:
     if config.command == "eval" and config.extra.get("kind") != "class-conditional":
         raise UserError(f"{folder} judged a text-to-image model: run `erase eval --model ... --prompt ...` again "
                         f"with the new settings")
-    if not (folder / COMPLETE_MARKER).is_file():
-        raise UserError(f"{folder} is incomplete (no {COMPLETE_MARKER}): finish it with `python -m erase "
-                        f"{config.command} --resume {folder}` first")
+    report = finished_report(folder, config.command)
     if config.command == "class" and not (folder / "model").is_dir():
         raise UserError(f"{folder} has no model/ folder: the unlearned model is missing, so there is nothing "
                         f"to re-score")
-    try:
-        report = json.loads((folder / COMPLETE_MARKER).read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{folder / COMPLETE_MARKER} is not valid JSON ({exc.msg}); re-run the run") from None
     return folder, config, report
 
 

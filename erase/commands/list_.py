@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from erase.attacks import ATTACKS, attack_module
 from erase.config import load_recipe, recipe_names
 from erase.data.worlds import world_names
 from erase.methods import method_class, method_names
@@ -47,6 +48,8 @@ def shown_value(value: Any) -> str:
         return "none"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, tuple):  # a list of numbers, as typed on the command line
+        return ",".join(f"{v:g}" for v in value)
     return str(value)
 
 
@@ -101,6 +104,8 @@ def listing() -> str:
              *_recipe_default_lines(), "",
              *_composition_lines(), "",
              "metrics:", *(f"  {k:<30} {v}" for k, v in METRICS.items()), "",
+             "attacks (`erase attack --attacks`; budgets: `erase list --settings`):",
+             *(f"  {name:<12} {attack_module(name).summary}" for name in ATTACKS), "",
              f"embedded worlds: {', '.join(world_names())}"]
     return "\n".join(lines)
 
@@ -130,6 +135,12 @@ def settings_markdown() -> str:
               "### `--steps auto` (recipe `unlearn`, `methods.<name>`; `--target-ua`, `--max-retain-drop`)", "",
               *_table(AUTO_SETTINGS.values()), "",
               "### Evaluation (recipe `evaluate`; other keys pass unchecked)", "", *_table(EVALUATION.values())]
+    for name in ATTACKS:
+        module = attack_module(name)
+        family = "; ".join(f"{family} models: " + ", ".join(f"{k}={shown_value(v)}" for k, v in values.items())
+                           for family, values in getattr(module, "FAMILY_DEFAULTS", {}).items())
+        lines += ["", f"### Attack `{name}` (`erase attack --set`)", "", *_table(module.settings)]
+        lines += ["", f"Defaults of {family}."] if family else []
     return "\n".join(lines)
 
 

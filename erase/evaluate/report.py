@@ -111,4 +111,8 @@ def write_summary(folder: Path, report: dict[str, Any]) -> None:
     per_class = per_class_table(metrics)
     if per_class:
         lines += ["## Probe accuracy per class", "", *per_class, ""]
+    if "robustness" in report:  # `erase attack`
+        from erase.attacks.report import summary_lines
+
+        lines += summary_lines(report["robustness"])
     write_text_atomic(folder / "SUMMARY.md", "\n".join(lines))

@@ -1,6 +1,7 @@
 """Run folders: unique names, refusal to clobber. EVAL.json is written last and marks completion."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -73,3 +74,14 @@ def incomplete_run(run: str) -> tuple[Path, RunConfig]:
     if (folder / COMPLETE_MARKER).is_file():
         raise UserError(f"{folder} is already complete ({COMPLETE_MARKER} exists); nothing to resume")
     return folder, RunConfig.from_yaml(folder / "config.yaml")
+
+
+def finished_report(folder: Path, command: str) -> dict:
+    """The EVAL.json of a complete run; an incomplete run or a damaged EVAL.json is a UserError saying what to do."""
+    if not (folder / COMPLETE_MARKER).is_file():
+        raise UserError(f"{folder} is incomplete (no {COMPLETE_MARKER}): finish it with `python -m erase "
+                        f"{command} --resume {folder}` first")
+    try:
+        return json.loads((folder / COMPLETE_MARKER).read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{folder / COMPLETE_MARKER} is not valid JSON ({exc.msg}); re-run the run") from None
