@@ -7,7 +7,10 @@ from safetensors.torch import load_file
 WEIGHTS = "model/unet/diffusion_pytorch_model.safetensors"
 
 
-def test_retrain_is_cached_per_model_and_forget_set(cli, tiny_recipe, workdir):
+def test_retrain_is_cached_per_model_and_forget_set(cli, tiny_recipe, workdir, monkeypatch):
+    import erase.evaluate.cache as cache
+
+    monkeypatch.setattr(cache, "CACHE_DIR", workdir / "cache")  # empty: other tests of the session retrain too
     runs = {}
     for name, digit in (("a", "3"), ("b", "3"), ("c", "4")):
         code, _, err = cli("class", "--model", tiny_recipe, "--forget", digit, "--method", "retrain", "--init", "random",
