@@ -164,16 +164,22 @@ class FreeTokenEmbedding(torch.nn.Module):
         return torch.where(chosen.unsqueeze(-1), free, out)
 
 
+def free_tokens(adapter, count: int) -> torch.nn.Parameter:
+    """`count` free token embeddings, each started from the end-of-text token's embedding."""
+    table = adapter.text_encoder.get_input_embeddings()
+    return torch.nn.Parameter(table.weight[adapter.tokenizer.eos_token_id].detach().clone().expand(count, -1)
+                              .contiguous())
+
+
 class FreeTokens:
     """The embedding attack on a text-to-image model: N free token embeddings added to every prompt (after its
     words), started from the end-of-text token's embedding; the text encoder and the UNet stay fixed."""
 
     def __init__(self, subjects: ConceptSubjects, bundle: GeneratorBundle, count: int):
         encoder = bundle.adapter.text_encoder
-        table = encoder.get_input_embeddings()
-        eos = bundle.adapter.tokenizer.eos_token_id
-        self.free = torch.nn.Parameter(table.weight[eos].detach().clone().expand(count, -1).contiguous())
-        encoder.set_input_embeddings(FreeTokenEmbedding(table, self.free, eos))
+        self.free = free_tokens(bundle.adapter, count)
+        encoder.set_input_embeddings(FreeTokenEmbedding(encoder.get_input_embeddings(), self.free,
+                                                        bundle.adapter.tokenizer.eos_token_id))
         bundle.denoiser.requires_grad_(False)
         self.subjects, self.bundle, self.encoder = subjects, bundle, encoder
 

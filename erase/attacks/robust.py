@@ -4,8 +4,9 @@ Each unlearning step first runs K steps of the embedding attack against the curr
 own denoising loss on the step's forget batch (the model's weights stay fixed while it is fitted): a free class
 embedding for the forgotten classes (class-conditional models) or free tokens after each prompt's words
 (text-to-image). The method then takes its step on the forget data under the plain conditioning and again under
-the attacked one, so it learns to erase the target wherever an attacker's embedding would reach it. The free embedding carries over
-from step to step (warm start) and is checkpointed with the method, so a resumed run ends as an uninterrupted one.
+the attacked one, so it learns to erase the target wherever an attacker's embedding would reach it. The free
+embedding carries over from step to step (warm start) and is checkpointed with the method, so a resumed run ends
+as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -54,9 +55,9 @@ class TokenConditioning:
         pass
 
     def start(self, model, task) -> torch.nn.Parameter:
-        table = task.adapter.text_encoder.get_input_embeddings()
-        eos = task.adapter.tokenizer.eos_token_id
-        return torch.nn.Parameter(table.weight[eos].detach().clone().expand(self.count, -1).contiguous())
+        from erase.attacks.concepts import free_tokens
+
+        return free_tokens(task.adapter, self.count)
 
     @contextmanager
     def installed(self, model, task, free: torch.nn.Parameter):
