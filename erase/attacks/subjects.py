@@ -20,7 +20,7 @@ from erase.data.class_sets import training_data
 from erase.errors import UserError
 from erase.evaluate.cache import cached
 from erase.evaluate.generator import Judges, make_judges
-from erase.evaluate.probe import generate_for_classes, predict
+from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
 from erase.runs.reference import data_digest, retrained_reference
 from erase.tasks.denoising import DenoisingTask, denoising_task
@@ -90,15 +90,12 @@ class Subjects(AttackSubjects):
         forgotten classes' samples (`success`, = 1 - UA) and the mean probe accuracy over the other classes."""
         images, labels = generate_for_classes(bundle.pipeline, counts, self.seed, sampling, self.batch_size,
                                               desc=desc)
-        predicted = predict(self.judges.probe, images)
-        in_forget = torch.isin(labels, torch.tensor(self.forget))
-        hits = int((predicted[in_forget] == labels[in_forget]).sum())
-        n = int(in_forget.sum())
-        result: dict[str, Any] = {"success": hits / max(1, n), "unlearning_accuracy": 1 - hits / max(1, n), "n": n}
-        retained = [c for c in counts if c not in self.forget]
-        if retained:
-            result["retained_accuracy"] = sum(float((predicted[labels == c] == c).float().mean())
-                                              for c in retained) / len(retained)
+        metrics = class_metrics(predict(self.judges.probe, images), labels, self.forget, self.recipe.class_names)
+        hits, n = metrics["forget_hits"], metrics["forget_samples"]
+        result: dict[str, Any] = {"success": hits / max(1, n), "unlearning_accuracy": metrics["unlearning_accuracy"],
+                                  "n": n}
+        if metrics["retained_samples"]:
+            result["retained_accuracy"] = metrics["retained_accuracy"]
         return result
 
     def forget_success(self, bundle: GeneratorBundle, n: int, desc: str, **sampling) -> dict[str, Any]:

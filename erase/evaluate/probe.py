@@ -65,6 +65,7 @@ def class_metrics(predictions: torch.Tensor, labels: torch.Tensor, forget: Seque
         "unlearning_accuracy": 1 - forget_correct / max(1, forget_n),
         "unlearning_accuracy_ci95": [lo, hi],
         "forget_samples": forget_n,
+        "forget_hits": forget_correct,  # samples of the forgotten classes still drawn as such (attack success)
         "retained_accuracy": sum(retained) / max(1, len(retained)),
         "retained_samples": int((~in_forget).sum()),
         "per_class_accuracy": per_class,
