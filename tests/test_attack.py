@@ -179,6 +179,69 @@ def test_an_unfinished_run_is_refused(attacked, workdir, cli):
     assert code == 2 and "is incomplete (no EVAL.json)" in err and "--resume" in err
 
 
+@pytest.fixture(scope="module")
+def judged(attacked):
+    """The tiny class run's model judged by `erase eval --model` against its original saved as a model folder,
+    then attacked: (the eval run's folder, the original's folder)."""
+    import torch
+
+    from erase.cli import main
+    from erase.config import load_recipe
+    from erase.models import load_generator
+
+    run, _ = attacked
+    original = run.parent / "original"
+    torch.manual_seed(0)  # the class run's --init random original (seed 0)
+    load_generator(load_recipe(str(run.parent / "tiny-ddpm.yaml")), init="random").save(original)
+    folder = run.parent / "judged"
+    assert main(["eval", "--model", str(run / "model"), "--original", str(original), "--forget", "3", "--samples",
+                 "1", "--forget-samples", "2", "--out", str(folder)]) == 0
+    assert main(["attack", "--run", str(folder), *TINY_BUDGETS]) == 0
+    return folder, original
+
+
+def test_an_eval_run_is_attacked_as_the_run_of_its_model(attacked, judged):
+    """The eval run's original, judged model and the cached retrained reference are the class run's three models:
+    every figure of every attack and budget is the class run's."""
+    run, _ = attacked
+    folder, _ = judged
+    ours, theirs = (json.loads((f / "attacks.json").read_text()) for f in (run, folder))
+    assert theirs["reference"]["cached"] and theirs["reference"]["steps"] == ours["reference"]["steps"]
+    assert list(theirs["attacks"]) == list(ATTACKS)
+    for name in ATTACKS:
+        for mine, judged_row in zip(ours["attacks"][name]["budgets"], theirs["attacks"][name]["budgets"]):
+            assert {k: judged_row[k] for k in ("budget", *MODELS_ATTACKED)} == \
+                {k: mine[k] for k in ("budget", *MODELS_ATTACKED)}, name
+    report = json.loads((folder / "EVAL.json").read_text())
+    assert report["robustness"]["worst_gap"] == json.loads((run / "EVAL.json").read_text())["robustness"]["worst_gap"]
+    assert "## Robustness: does it stay forgotten?" in (folder / "SUMMARY.md").read_text()
+
+
+MODELS_ATTACKED = ("original", "unlearned", "reference")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"model": ""}, "does not name the original (--original)"),
+    ({"extra": {"kind": "class-conditional"}}, "does not name the judged model (--model)"),
+    ({"model": "{root}/gone"}, "the eval run's original: unknown model '{root}/gone'"),
+    ({"extra": {"unlearned": "{root}/gone", "kind": "class-conditional"}}, "the eval run's judged model: unknown "
+                                                                            "model '{root}/gone'"),
+], ids=["no original", "no judged model", "original gone", "judged model gone"])
+def test_a_broken_eval_run_is_refused(judged, workdir, cli, change, words):
+    folder, original = judged
+    broken = workdir / "broken"
+    broken.mkdir()
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config.update({k: yaml.safe_load(yaml.safe_dump(v).replace("{root}", str(workdir))) for k, v in change.items()})
+    (broken / "config.yaml").write_text(yaml.safe_dump(config))
+    (broken / "EVAL.json").write_text((folder / "EVAL.json").read_text())
+    before = files_under(workdir)
+    code, _, err = cli("attack", "--run", broken)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and words.format(root=workdir) in lines[0], err
+    assert files_under(workdir) == before
+
+
 # one bad value for every attack budget (test_every_attack_setting_has_a_bad_value keeps it complete)
 BAD = {"guidance_scales": "1,x", "guidance_forget_samples": "0", "guidance_retain_samples": "-1",
        "relearn_steps": "0,5", "relearn_images": "2.5", "relearn_lr": "0", "relearn_batch_size": "0",

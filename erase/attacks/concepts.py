@@ -15,12 +15,13 @@ from typing import Any
 import torch
 
 from erase.attacks.subjects import ATTACK_SEED_OFFSET, AttackSubjects
-from erase.config import Recipe, RunConfig, load_recipe
+from erase.config import Recipe, RunConfig
 from erase.data.datasets import OPTIONAL_PROMPT_IDS, PromptImages
 from erase.data.prompts import ConceptPrompts
 from erase.errors import UserError
 from erase.evaluate.text import generate_for_prompts
 from erase.models import GeneratorBundle, load_generator
+from erase.runs.external import unlearned_model
 from erase.tasks.denoising import DenoisingTask, denoising_task
 
 
@@ -138,7 +139,7 @@ def load_concept_subjects(folder: Path, config: RunConfig, recipe: Recipe, promp
         raise UserError(f"{recipe.name}: {reason}; attacks need the probe")
     torch.manual_seed(config.seed)  # --init random: the same random original as the run had
     original = load_generator(recipe, config.weights, config.init)
-    unlearned = load_generator(load_recipe(str(folder / "model")))
+    unlearned = unlearned_model(folder, config, recipe)  # model/, or an eval run's judged model
     forget_set, retain_set = concept_data(original, prompts, config, folder)  # the run's data/, as it trained
     return ConceptSubjects(folder, config, recipe, prompts, {"original": original, "unlearned": unlearned},
                            denoising_task(original), forget_set, retain_set, probe)

@@ -73,6 +73,17 @@ def load_unlearned(recipe: Recipe, weights: str | None, original: Recipe):
     return bundle
 
 
+def unlearned_model(folder: Path, config: RunConfig, original: Recipe):
+    """The unlearned model of a finished run: an erase run's model/, or an eval run's judged model, read where it
+    was judged from and sampled with the original's settings."""
+    from erase.models import load_generator
+
+    if config.command != "eval":
+        return load_generator(load_recipe(str(folder / "model")))
+    unlearned, weights = unlearned_recipe(config.extra["unlearned"], original)
+    return load_unlearned(unlearned, weights, original)
+
+
 def class_metrics_pair(original, unlearned, forget: list[int], config: RunConfig):
     """(original metrics, unlearned metrics, before grid, after grid) on the same seeds and judges."""
     from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
