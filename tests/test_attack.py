@@ -59,18 +59,19 @@ def test_guidance_finds_the_class_on_the_original_and_not_where_it_is_hidden(dig
     from erase.attacks import guidance
     from erase.attacks.report import with_gaps
 
-    result = with_gaps(guidance.run(digits, budgets("guidance", guidance_scales="1,5", guidance_retain_samples=0,
-                                                    guidance_forget_samples=SAMPLES)))
+    subjects = copy.copy(digits)  # without a reference (the gap against one: the command's test below)
+    subjects.model_names = ("original", "unlearned")
+    result = with_gaps(guidance.run(subjects, budgets("guidance", guidance_scales="1,5", guidance_retain_samples=0,
+                                                      guidance_forget_samples=SAMPLES)))
     assert min(success(result, "original")) >= 0.8
     assert max(success(result, "unlearned")) <= 0.1  # the label no longer draws it: looks erased
-    assert [row["gap"] for row in result["budgets"]] == pytest.approx(
-        [u - r for u, r in zip(success(result, "unlearned"), success(result, "reference"))])
+    assert all(row["gap"] is None and "reference" not in row for row in result["budgets"])
 
 
 def test_embedding_attack_works_on_the_original_finds_the_hidden_class_and_fails_without_one(digits):
     from erase.attacks import embedding
 
-    result = embedding.run(digits, budgets("embedding", embedding_steps=30, embedding_images=16,
+    result = embedding.run(digits, budgets("embedding", embedding_steps=15, embedding_lr=0.1, embedding_images=8,
                                            embedding_batch_size=8, embedding_samples=SAMPLES))
     assert success(result, "original") >= [0.9]  # the check that the attack works
     assert success(result, "unlearned") >= [0.8]  # hidden, not erased: the weights still draw it
@@ -82,19 +83,20 @@ def test_relearning_brings_a_hidden_class_back_from_five_images_but_not_from_ret
 
     subjects = copy.copy(digits)
     subjects.model_names = ("unlearned",)
-    result = relearn.run(subjects, budgets("relearn", relearn_steps="5,10", relearn_images=5, relearn_batch_size=8,
+    result = relearn.run(subjects, budgets("relearn", relearn_steps=6, relearn_images=5, relearn_batch_size=8,
                                            relearn_samples=SAMPLES))
     steps = result["steps_to_relearn"]
+    assert result["before"]["unlearned"]["success"] <= 0.1
     assert steps["retain"] == {"unlearned": None}  # fine-tuning on the retain data alone: still hidden
-    assert steps["k=5"]["unlearned"] in (5, 10)  # five images of 3 bring it back within ten steps
-    assert [row["data"] for row in result["budgets"]] == ["retain", "retain", "k=5", "k=5"]
+    assert steps["k=5"] == {"unlearned": 6}  # five images of 3 bring it back within six steps
+    assert [row["data"] for row in result["budgets"]] == ["retain", "k=5"]
 
 
 def test_attacks_are_deterministic(digits, monkeypatch):
     from erase.attacks import embedding
 
     monkeypatch.setenv("ERASE_NO_CACHE", "1")
-    values = budgets("embedding", embedding_steps=3, embedding_images=4, embedding_batch_size=4, embedding_samples=6)
+    values = budgets("embedding", embedding_steps=2, embedding_images=2, embedding_batch_size=2, embedding_samples=2)
     assert embedding.attack_curve(digits, "unlearned", values) == embedding.attack_curve(digits, "unlearned", values)
 
 
@@ -259,37 +261,6 @@ def test_every_attack_setting_has_a_bad_value_and_its_default_is_allowed():
         with pytest.raises(UserError, match=f"^{name}=.* \\(--set\\): {name} must be "):
             attack_settings(list(ATTACKS), "ddpm", {name: BAD[name]})
     assert attack_settings(["guidance"], "sd", {})["guidance"]["guidance_scales"] == (3.0, 7.5, 12.0)
-
-
-def test_robust_unlearning_takes_each_step_under_the_attacked_embedding_too(attacked, workdir, cli):
-    """--robust K: the history logs the inner attack and the attacked step; the saved model has the plain
-    embedding table (nothing of the attack is left in it); compare labels the run."""
-    run, _ = attacked
-    recipe = run.parent / "tiny-ddpm.yaml"
-    code, _, err = cli("class", "--model", recipe, "--forget", "3", "--init", "random", "--robust", "2",
-                       "--out", "robust")
-    assert code == 0, err
-    history = [json.loads(line) for line in (workdir / "robust" / "history.jsonl").read_text().splitlines()]
-    assert len(history) == TINY_DDPM["unlearn"]["steps"]
-    assert {"forget_loss", "attacked_forget_loss", "attack_loss"} <= set(history[0])
-    report = json.loads((workdir / "robust" / "EVAL.json").read_text())
-    assert report["method_report"]["robust"] == {"inner_steps": 2, "inner_lr": 0.05}
-    from safetensors.torch import load_file
-
-    weights = load_file(str(workdir / "robust" / "model" / "unet" / "diffusion_pytorch_model.safetensors"))
-    assert "class_embedding.weight" in weights and not any("free" in k for k in weights)
-    assert cli("compare", run, workdir / "robust", "--out", "cmp")[0] == 0
-    assert "| salun +robust 2 |" in (workdir / "cmp" / "compare.md").read_text()
-
-
-@pytest.mark.parametrize("robust, method, words", [("0", "salun", "--robust must be a positive number, got 0"),
-                                                   ("2", "ft", "ft does not use forget data")])
-def test_robust_refusals(tiny_recipe, workdir, cli, robust, method, words):
-    before = files_under(workdir)
-    code, _, err = cli("class", "--model", tiny_recipe, "--forget", "3", "--init", "random", "--robust", robust,
-                       "--method", method, "--out", "X")
-    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
-    assert files_under(workdir) == before
 
 
 def test_free_tokens_follow_the_words_of_non_empty_prompts_only():

@@ -114,7 +114,7 @@ def check_subjects(config):
     from erase.models import check_weights
 
     if config.command == "eval":  # the models it names may have moved since it was judged
-        from erase.runs.external import unlearned_recipe
+        from erase.runs.unlearned import unlearned_recipe
 
         with said_of("the eval run's original"):
             recipe = load_recipe(config.model)

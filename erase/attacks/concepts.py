@@ -21,7 +21,7 @@ from erase.data.prompts import ConceptPrompts
 from erase.errors import UserError
 from erase.evaluate.text import generate_for_prompts
 from erase.models import GeneratorBundle, load_generator
-from erase.runs.external import unlearned_model
+from erase.runs.unlearned import unlearned_model
 from erase.tasks.denoising import DenoisingTask, denoising_task
 
 

@@ -22,7 +22,7 @@ from erase.evaluate.cache import cached
 from erase.evaluate.generator import Judges, make_judges
 from erase.evaluate.probe import generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
-from erase.runs.external import unlearned_model
+from erase.runs.unlearned import unlearned_model
 from erase.runs.reference import data_digest, retrained_reference
 from erase.tasks.denoising import DenoisingTask, denoising_task
 

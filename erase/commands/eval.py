@@ -92,7 +92,7 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
 
     from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
     from erase.models import load_generator
-    from erase.runs.external import unlearned_model
+    from erase.runs.unlearned import unlearned_model
     from erase.sample import save_before_after
 
     judges = make_judges(recipe, config)
@@ -177,8 +177,8 @@ def judged_target(args, original, kind: str, eval_prompts: str | None):
 
 def judge_model(args, command_line: str) -> Path:
     """`eval --model U --original O`: everything is loaded and checked before the run folder exists."""
-    from erase.runs.external import (check_same_kind, class_metrics_pair, concept_metrics_pair, judge,
-                                     load_unlearned, provenance, unlearned_recipe)
+    from erase.runs.external import check_same_kind, class_metrics_pair, concept_metrics_pair, judge, provenance
+    from erase.runs.unlearned import load_unlearned, unlearned_recipe
     from erase.runs.folders import check_out_folder
 
     started = time.perf_counter()
