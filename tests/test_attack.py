@@ -278,9 +278,13 @@ def test_free_tokens_follow_the_words_of_non_empty_prompts_only():
     assert torch.equal(out[~is_free], table(ids)[~is_free])
 
 
-def test_a_concept_run_is_attacked_without_a_reference(tmp_path, monkeypatch, cli):
-    """t2i (the tiny random stack): a --robust run (free tokens in its inner attack), then free tokens and the
-    guidance sweep against it; no reference, so no gap."""
+def test_a_concept_run_is_attacked_against_the_model_retrained_without_the_concept(tmp_path, monkeypatch, cli):
+    """t2i-shapes (the tiny random stack): a --robust run (free tokens in its inner attack), then free tokens and
+    the guidance sweep against it, the original and the reference: the tiny model retrained from scratch by its
+    pretrain recipe (4 steps for --tiny) on the shapes world without a single triangle."""
+    from erase.data.shapes import ATTRIBUTES
+    from erase.runs.reference import without_concept
+
     monkeypatch.chdir(tmp_path)
     code, _, err = cli("concept", "--model", "t2i-shapes", "--prompt", "triangle", "--init", "random", "--tiny",
                        "--steps", "1", "--images-per-prompt", "1", "--robust", "1", "--out", "run")
@@ -293,7 +297,16 @@ def test_a_concept_run_is_attacked_without_a_reference(tmp_path, monkeypatch, cl
                          "--set", "embedding_batch_size=2")
     assert code == 0, err
     block = json.loads((tmp_path / "run" / "EVAL.json").read_text())["robustness"]
-    assert list(block["attacks"]) == ["guidance", "embedding"] and block["reference"] is None
+    assert list(block["attacks"]) == ["guidance", "embedding"]
+    assert block["reference"]["steps"] == 4 and block["reference"]["left_out"] == "triangle"
     rows = [row for result in block["attacks"].values() for row in result["budgets"]]
-    assert all(row["gap"] is None and "reference" not in row and row["unlearned"] is not None for row in rows)
-    assert block["worst_gap"] is None
+    assert all(row["gap"] == pytest.approx(row["unlearned"] - row["reference"]) for row in rows)
+    assert block["worst_gap"]["gap"] == max(row["gap"] for row in rows)
+
+    dataset, count = without_concept("triangle")  # what the reference trained on: the world minus the triangles
+    from erase.data.shapes import caption_labels, load_shapes
+
+    assert count == len(load_shapes("train")) * 3 // 4
+    tokenized = dataset(type("Words", (), {"tokenize": staticmethod(lambda captions: captions)}))
+    assert len(tokenized) == count and not any(caption_labels(c)[0] == ATTRIBUTES["shape"].index("triangle")
+                                               for c in tokenized.input_ids)
