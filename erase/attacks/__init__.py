@@ -91,8 +91,8 @@ def attacked_run(run: str):
 
 
 def check_judged_run(folder, config) -> None:
-    """An `eval --model` run names the judged model and its original; a re-scoring of a run (`eval --run`)
-    writes no run folder, so anything else is not one."""
+    """An `eval --model` run's config.yaml names its original, the judged model and their kind; one that does
+    not (edited or damaged) is refused."""
     missing = [what for what, value in (("the original (--original)", config.model),
                                         ("the judged model (--model)", config.extra.get("unlearned")),
                                         ("the model kind", config.extra.get("kind"))) if not value]

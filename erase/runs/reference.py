@@ -5,6 +5,10 @@ everything that determines the result: the architecture config, the recipe's pre
 the exact retain data (a digest of its images and labels), the seed and the erase version. Location:
 <erase cache>/retrain/<key>/ (save_pretrained layout + RETRAIN.json); $ERASE_CACHE moves the cache,
 ERASE_NO_CACHE=1 disables it.
+
+A concept of an embedded text-to-image world (t2i-shapes) has its own reference: the model retrained from scratch
+by its recipe's `pretrain` section on the world's captioned images without the concept's, cached the same way in
+<erase cache>/retrain-concept/<key>/.
 """
 from __future__ import annotations
 
@@ -161,8 +165,8 @@ def retrained_concept_reference(model, recipe: Recipe, concept: str, seed: int
             shutil.rmtree(folder, ignore_errors=True)
     dataset, images = without_concept(concept)
     bundle, result = train_generator_from_scratch(recipe, dataset, seed)
-    record = {"steps": result.history[-1]["step"] if result.history else 0, "seed": seed, "left_out": concept, "train_images": images,
-              "pretrain": recipe.pretrain, "seconds": round(result.prepare_seconds + result.train_seconds, 2),
+    record = {"steps": result.history[-1]["step"] if result.history else 0, "seed": seed, "left_out": concept,
+              "train_images": images, "pretrain": recipe.pretrain, "seconds": round(result.prepare_seconds + result.train_seconds, 2),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if use_cache and is_main():
         tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
