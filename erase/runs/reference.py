@@ -166,7 +166,8 @@ def retrained_concept_reference(model, recipe: Recipe, concept: str, seed: int
     dataset, images = without_concept(concept)
     bundle, result = train_generator_from_scratch(recipe, dataset, seed)
     record = {"steps": result.history[-1]["step"] if result.history else 0, "seed": seed, "left_out": concept,
-              "train_images": images, "pretrain": recipe.pretrain, "seconds": round(result.prepare_seconds + result.train_seconds, 2),
+              "train_images": images, "pretrain": recipe.pretrain,
+              "seconds": round(result.prepare_seconds + result.train_seconds, 2),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if use_cache and is_main():
         tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
