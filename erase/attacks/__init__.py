@@ -9,6 +9,7 @@ reference, and the gap: unlearned minus reference (<= 0: as deep as retraining o
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from typing import Any, Mapping
 
 from erase.errors import UserError
@@ -57,13 +58,15 @@ def attack_settings(names: list[str], family: str, given: Mapping[str, Any], sou
     return out
 
 
-# run commands whose models can be attacked
-ATTACKABLE = ("class", "concept")
+# run commands whose models can be attacked: erase's own unlearning runs, and `eval` runs of models unlearned
+# elsewhere (judged against the original they name)
+ATTACKABLE = ("class", "concept", "eval")
+GIVE_A_RUN = "give a folder printed by `erase class`, `erase concept` or `erase eval --model`"
 
 
 def attacked_run(run: str):
-    """(folder, config, EVAL.json) of a finished `erase class` or `concept` run with its model/; anything else is
-    a UserError saying what to give instead. Light: nothing is loaded."""
+    """(folder, config, EVAL.json) of a finished `erase class`, `concept` or `eval --model` run with its unlearned
+    model; anything else is a UserError saying what to give instead. Light: nothing is loaded."""
     from pathlib import Path
 
     from erase.config import RunConfig
@@ -71,31 +74,56 @@ def attacked_run(run: str):
 
     folder = Path(run)
     if not folder.is_dir():
-        raise UserError(f"run folder {folder} does not exist: give a folder printed by `erase class` or "
-                        f"`erase concept` (runs/<run>)")
+        raise UserError(f"run folder {folder} does not exist: {GIVE_A_RUN} (runs/<run>)")
     if not (folder / "config.yaml").is_file():
-        raise UserError(f"{folder} is not a run folder (no config.yaml): give a folder printed by `erase class` "
-                        f"or `erase concept`")
+        raise UserError(f"{folder} is not a run folder (no config.yaml): {GIVE_A_RUN}")
     config = RunConfig.from_yaml(folder / "config.yaml")
     if config.command not in ATTACKABLE:
         raise UserError(f"{folder} is an `erase {config.command}` run; `erase attack` attacks generators unlearned "
-                        f"by `erase class` or `erase concept`")
+                        f"by `erase class` or `erase concept`, or judged by `erase eval --model`")
     report = finished_report(folder, config.command)
-    if not (folder / "model").is_dir():
+    if config.command == "eval":
+        check_judged_run(folder, config)
+    elif not (folder / "model").is_dir():
         raise UserError(f"{folder} has no model/ folder: the unlearned model is missing, so there is nothing to "
                         f"attack")
     return folder, config, report
 
 
+def check_judged_run(folder, config) -> None:
+    """An `eval --model` run's config.yaml names its original, the judged model and their kind; one that does
+    not (edited or damaged) is refused."""
+    missing = [what for what, value in (("the original (--original)", config.model),
+                                        ("the judged model (--model)", config.extra.get("unlearned")),
+                                        ("the model kind", config.extra.get("kind"))) if not value]
+    if missing:
+        raise UserError(f"{folder}/config.yaml does not name {missing[0]}: `erase attack` needs an eval run made "
+                        f"by `erase eval --model UNLEARNED --original ORIGINAL`")
+
+
+def is_concept_run(config) -> bool:
+    """A text-to-image run: `erase concept`, or `erase eval --model` of a text-to-image model."""
+    return config.command == "concept" or (config.command == "eval" and config.extra.get("kind") == "text-to-image")
+
+
 def check_subjects(config):
     """What needs no model, before the heavy imports: the run's recipe (tiny when the run was), its weights files
-    and what was forgotten: (recipe, forgotten class ids) of a class run, (recipe, the concept's prompts) of a
-    concept run, which erase judges with the shapes world's probe."""
+    (an eval run's judged model's too) and what was forgotten: (recipe, forgotten class ids) of a class run,
+    (recipe, the concept's prompts) of a concept run, which erase judges with the shapes world's probe."""
     from erase.config import load_recipe
     from erase.models import check_weights
 
-    recipe = load_recipe(config.model)
-    if config.command == "class":
+    if config.command == "eval":  # the models it names may have moved since it was judged
+        from erase.runs.unlearned import unlearned_recipe
+
+        with said_of("the eval run's original"):
+            recipe = load_recipe(config.model)
+        with said_of("the eval run's judged model"):
+            unlearned, weights = unlearned_recipe(config.extra["unlearned"], recipe)
+            check_weights(unlearned, weights)
+    else:
+        recipe = load_recipe(config.model)
+    if not is_concept_run(config):
         from erase.data.class_sets import forget_classes
 
         target = forget_classes(recipe, config.target)
@@ -111,6 +139,15 @@ def check_subjects(config):
                             f"none to judge {target.concept!r}")
     check_weights(recipe, config.weights, config.init)
     return recipe, target
+
+
+@contextmanager
+def said_of(what: str):
+    """A UserError raised inside, prefixed with what it is about."""
+    try:
+        yield
+    except UserError as error:
+        raise UserError(f"{what}: {error}") from None
 
 
 def robust_steps(value: int | None) -> int | None:

@@ -15,13 +15,14 @@ from typing import Any, Callable
 import torch
 
 from erase.attacks import MODELS
-from erase.config import Recipe, RunConfig, load_recipe
+from erase.config import Recipe, RunConfig
 from erase.data.class_sets import training_data
 from erase.errors import UserError
 from erase.evaluate.cache import cached
 from erase.evaluate.generator import Judges, make_judges
 from erase.evaluate.probe import class_metrics, generate_for_classes, predict
 from erase.models import GeneratorBundle, load_generator
+from erase.runs.unlearned import unlearned_model
 from erase.runs.reference import data_digest, retrained_reference
 from erase.tasks.denoising import DenoisingTask, denoising_task
 
@@ -168,7 +169,7 @@ def load_class_subjects(folder: Path, config: RunConfig, recipe: Recipe, forget:
         raise UserError(f"{recipe.name} has no probe to judge samples ({judges.reason}); attacks need one")
     torch.manual_seed(config.seed)
     original = load_generator(recipe, config.weights, config.init)
-    unlearned = load_generator(load_recipe(str(folder / "model")))
+    unlearned = unlearned_model(folder, config, recipe)  # model/, or an eval run's judged model
     sets, _ = training_data(recipe, config, forget)
     if sets is None:  # the run trained on samples of the original, cached in its folder
         sets = generated_split(original, forget, config.seed, recipe.extra.get("generated_data", {}), folder)

@@ -1,12 +1,14 @@
 """`erase attack`: does it stay forgotten? The guidance sweep, relearning and the embedding attack on a finished
-run's original model, its unlearned model and (class runs) the retrained reference (erase/attacks).
+run's original model, its unlearned model and (class runs) the retrained reference (erase/attacks). The run is
+an `erase class` or `erase concept` run, or an `erase eval --model` run: a model unlearned elsewhere, attacked
+against the original it was judged with.
 
 Every input is checked before torch loads or anything is written: the attack names, the run folder, the model's
 recipe and weights, what was forgotten, and each budget (`--set KEY=VALUE`, declared in erase/attacks/<attack>.py).
 """
 from __future__ import annotations
 
-from erase.attacks import attack_names, attack_settings, attacked_run, check_subjects
+from erase.attacks import attack_names, attack_settings, attacked_run, check_subjects, is_concept_run
 
 
 def main(args, command_line: str) -> int:
@@ -18,7 +20,7 @@ def main(args, command_line: str) -> int:
     from erase.attacks.report import summary_lines
     from erase.attacks.run import attack_run
 
-    if config.command == "class":
+    if not is_concept_run(config):
         from erase.attacks.subjects import load_class_subjects
 
         subjects = load_class_subjects(folder, config, recipe, target)

@@ -92,6 +92,7 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
 
     from erase.evaluate.generator import class_grid, evaluate_generator, make_judges
     from erase.models import load_generator
+    from erase.runs.unlearned import unlearned_model
     from erase.sample import save_before_after
 
     judges = make_judges(recipe, config)
@@ -124,18 +125,6 @@ def rescore_run(run: str, command_line: str, samples=None, forget_samples=None, 
                           class_grid(original_bundle, *after, forget, per_row))
         replace_run_record(folder, rescored)
     return path, rescored
-
-
-def unlearned_model(folder: Path, config: RunConfig, recipe):
-    """A class run's model/; an eval run's unlearned model, where it was judged from."""
-    from erase.models import load_generator
-    from erase.runs.external import load_unlearned, unlearned_recipe
-
-    if config.command == "class":
-        return load_generator(load_recipe(str(folder / "model")))
-
-    unlearned, weights = unlearned_recipe(config.extra["unlearned"], recipe)
-    return load_unlearned(unlearned, weights, recipe)
 
 
 def replace_run_record(folder: Path, report: dict[str, Any]) -> None:
@@ -188,8 +177,8 @@ def judged_target(args, original, kind: str, eval_prompts: str | None):
 
 def judge_model(args, command_line: str) -> Path:
     """`eval --model U --original O`: everything is loaded and checked before the run folder exists."""
-    from erase.runs.external import (check_same_kind, class_metrics_pair, concept_metrics_pair, judge,
-                                     load_unlearned, provenance, unlearned_recipe)
+    from erase.runs.external import check_same_kind, class_metrics_pair, concept_metrics_pair, judge, provenance
+    from erase.runs.unlearned import load_unlearned, unlearned_recipe
     from erase.runs.folders import check_out_folder
 
     started = time.perf_counter()

@@ -7,13 +7,12 @@ with erase's own runs. Both models are sampled with the original's settings and 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from erase.config import RECIPE_FILE, Recipe, RunConfig, load_recipe
+from erase.config import Recipe, RunConfig
 from erase.errors import UserError
 from erase.runs.folders import COMPLETE_MARKER
 
@@ -24,15 +23,6 @@ def model_kind(recipe: Recipe) -> str:
     if recipe.family == "classifier":
         return "classifier"
     return "text-to-image" if recipe.family in TEXT_TO_IMAGE else "class-conditional"
-
-
-def unlearned_recipe(path: str, original: Recipe) -> tuple[Recipe, str | None]:
-    """The unlearned model's recipe and weights folder: a model folder or name erase knows, or a bare
-    diffusers folder (model_index.json) of the original's architecture."""
-    folder = Path(path).expanduser()
-    if folder.is_dir() and not (folder / RECIPE_FILE).is_file() and (folder / "model_index.json").is_file():
-        return original, str(folder)
-    return load_recipe(path), None
 
 
 def check_same_kind(unlearned: Recipe, original: Recipe, unlearned_name: str, original_name: str) -> str:
@@ -62,15 +52,6 @@ def provenance(path: str) -> dict[str, Any]:
         return {}
     return {"run": str(run), **{k: report[k] for k in ("method", "objective", "params", "steps", "command")
                                 if k in report}}
-
-
-def load_unlearned(recipe: Recipe, weights: str | None, original: Recipe):
-    """The unlearned bundle, sampled and judged with the original's settings (classes, sampling, data)."""
-    from erase.models import load_generator
-
-    bundle = load_generator(recipe, weights)
-    bundle.recipe = dataclasses.replace(original, weights=None)
-    return bundle
 
 
 def class_metrics_pair(original, unlearned, forget: list[int], config: RunConfig):

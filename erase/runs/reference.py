@@ -5,6 +5,10 @@ everything that determines the result: the architecture config, the recipe's pre
 the exact retain data (a digest of its images and labels), the seed and the erase version. Location:
 <erase cache>/retrain/<key>/ (save_pretrained layout + RETRAIN.json); $ERASE_CACHE moves the cache,
 ERASE_NO_CACHE=1 disables it.
+
+A concept of an embedded text-to-image world (t2i-shapes) has its own reference: the model retrained from scratch
+by its recipe's `pretrain` section on the world's captioned images without the concept's, cached the same way in
+<erase cache>/retrain-concept/<key>/.
 """
 from __future__ import annotations
 
@@ -109,3 +113,67 @@ def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, mod
     if checkpoint_dir is not None and is_main():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return retrained.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}
+
+
+# -- the retrained reference of a concept of the shapes world (t2i-shapes): the model retrained from scratch by
+# its pretrain recipe on the world's captioned images, every image of the concept's value left out --
+CONCEPT_RECORD = "RETRAIN-CONCEPT.json"
+CONCEPT_WORLDS = ("shapes",)  # embedded text-to-image worlds whose captioned images a reference retrains on
+
+
+def without_concept(concept: str):
+    """The shapes world's captioned train images minus every image showing `concept` (e.g. every triangle), as
+    a function of the task adapter (its tokenizer): the data `train_generator_from_scratch` takes."""
+    from erase.data.datasets import PromptImages
+    from erase.data.shapes import ATTRIBUTES, attribute_of, load_shapes
+
+    attribute = attribute_of(concept)
+    column, value = list(ATTRIBUTES).index(attribute), ATTRIBUTES[attribute].index(concept.strip().lower())
+    data = load_shapes("train")
+    keep = (data.labels[:, column] != value).nonzero().flatten()
+
+    def dataset(adapter) -> PromptImages:
+        return PromptImages(data.images[keep], adapter.tokenize([data.captions[i] for i in keep.tolist()]))
+
+    return dataset, len(keep)
+
+
+def concept_cache_key(recipe: Recipe, concept: str, seed: int) -> str:
+    parts = {"architecture": recipe.architecture, "resolution": recipe.resolution, "pretrain": recipe.pretrain,
+             "concept": concept.strip().lower(), "world": recipe.world, "seed": seed, "version": erase.__version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def retrained_concept_reference(model, recipe: Recipe, concept: str, seed: int
+                                ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(retrained denoiser, record) for a concept of an embedded text-to-image world: random weights seeded as
+    `erase pretrain` seeds them, trained with the recipe's `pretrain` section on the world's images without the
+    concept; cached in <erase cache>/retrain-concept/<key>/ like the class reference. `model`: the original's
+    denoiser (its class reads the cached weights). The text encoder is not trained (frozen at its seeded
+    initialisation, as in pretraining), so the reference keeps the original's."""
+    from erase.evaluate import cache
+    from erase.pretraining.generators import train_generator_from_scratch
+
+    use_cache = not os.environ.get("ERASE_NO_CACHE")
+    key = concept_cache_key(recipe, concept, seed)
+    folder = cache.CACHE_DIR / "retrain-concept" / key
+    if use_cache and (folder / CONCEPT_RECORD).is_file():
+        try:
+            record = json.loads((folder / CONCEPT_RECORD).read_text())
+            return load_strict(type(model), folder).eval(), {**record, "cached": True, "cache": str(folder)}
+        except Exception:  # a damaged entry is recomputed, never trusted
+            shutil.rmtree(folder, ignore_errors=True)
+    dataset, images = without_concept(concept)
+    bundle, result = train_generator_from_scratch(recipe, dataset, seed)
+    record = {"steps": result.history[-1]["step"] if result.history else 0, "seed": seed, "left_out": concept,
+              "train_images": images, "pretrain": recipe.pretrain,
+              "seconds": round(result.prepare_seconds + result.train_seconds, 2),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if use_cache and is_main():
+        tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        bundle.denoiser.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / CONCEPT_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return bundle.denoiser.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}
