@@ -310,3 +310,33 @@ def test_a_concept_run_is_attacked_against_the_model_retrained_without_the_conce
     tokenized = dataset(type("Words", (), {"tokenize": staticmethod(lambda captions: captions)}))
     assert len(tokenized) == count and not any(caption_labels(c)[0] == ATTRIBUTES["shape"].index("triangle")
                                                for c in tokenized.input_ids)
+
+
+def test_an_eval_run_of_a_text_to_image_model_is_attacked_like_a_concept_run(tmp_path, monkeypatch, cli):
+    """A text-to-image model unlearned elsewhere, judged by `erase eval --model --original --prompt`, is attacked
+    as a concept run: free tokens and the guidance sweep on its original, the judged model and the reference
+    retrained without the concept; the figures are those of the concept run whose model it is."""
+    import torch
+
+    from erase.commands.concept import concept_recipe
+    from erase.models import load_generator
+
+    monkeypatch.chdir(tmp_path)
+    assert cli("concept", "--model", "t2i-shapes", "--prompt", "triangle", "--init", "random", "--tiny", "--steps",
+               "1", "--images-per-prompt", "1", "--out", "run")[0] == 0
+    torch.manual_seed(0)  # the concept run's --init random original (seed 0)
+    load_generator(concept_recipe("t2i-shapes", True, "random"), init="random").save(tmp_path / "original")
+    code, _, err = cli("eval", "--model", "run/model", "--original", "original", "--prompt", "triangle",
+                       "--images-per-prompt", "1", "--out", "judged")
+    assert code == 0, err
+    budgets = ["--attacks", "guidance,embedding", "--set", "guidance_scales=3", "--set", "guidance_forget_samples=12",
+               "--set", "guidance_retain_samples=0", "--set", "embedding_steps=1", "--set", "embedding_images=2",
+               "--set", "embedding_samples=12", "--set", "embedding_batch_size=2"]
+    for folder in ("run", "judged"):
+        code, _, err = cli("attack", "--run", folder, *budgets)
+        assert code == 0, err
+    ours, theirs = (json.loads((tmp_path / f / "attacks.json").read_text()) for f in ("run", "judged"))
+    assert theirs["reference"]["left_out"] == "triangle" and theirs["reference"]["cached"]
+    for name in ("guidance", "embedding"):  # the embedding rows carry each model's attack loss: the same weights
+        assert [{k: row[k] for k in ("budget", *MODELS_ATTACKED)} for row in theirs["attacks"][name]["budgets"]] == \
+            [{k: row[k] for k in ("budget", *MODELS_ATTACKED)} for row in ours["attacks"][name]["budgets"]], name
