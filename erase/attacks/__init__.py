@@ -67,17 +67,9 @@ GIVE_A_RUN = "give a folder printed by `erase class`, `erase concept` or `erase 
 def attacked_run(run: str):
     """(folder, config, EVAL.json) of a finished `erase class`, `concept` or `eval --model` run with its unlearned
     model; anything else is a UserError saying what to give instead. Light: nothing is loaded."""
-    from pathlib import Path
+    from erase.runs.folders import finished_report, run_folder_config
 
-    from erase.config import RunConfig
-    from erase.runs.folders import finished_report
-
-    folder = Path(run)
-    if not folder.is_dir():
-        raise UserError(f"run folder {folder} does not exist: {GIVE_A_RUN} (runs/<run>)")
-    if not (folder / "config.yaml").is_file():
-        raise UserError(f"{folder} is not a run folder (no config.yaml): {GIVE_A_RUN}")
-    config = RunConfig.from_yaml(folder / "config.yaml")
+    folder, config = run_folder_config(run, GIVE_A_RUN)
     if config.command not in ATTACKABLE:
         raise UserError(f"{folder} is an `erase {config.command}` run; `erase attack` attacks generators unlearned "
                         f"by `erase class` or `erase concept`, or judged by `erase eval --model`")

@@ -28,7 +28,7 @@ from erase.evaluate.report import write_summary
 from erase.files import write_json_atomic
 from erase.models import check_weights
 from erase.runs.console import print_metrics
-from erase.runs.folders import COMPLETE_MARKER, finished_report
+from erase.runs.folders import COMPLETE_MARKER, finished_report, run_folder_config
 from erase.settings import EVALUATION, check_known
 
 # commands whose runs are scored on samples (classify runs are scored exactly); eval: of class-conditional models
@@ -37,12 +37,7 @@ RESCORABLE = ("class", "eval")
 
 def finished_run(run: str) -> tuple[Path, RunConfig, dict[str, Any]]:
     """The folder, config and EVAL.json of a complete run; anything else is a UserError saying what to do."""
-    folder = Path(run)
-    if not folder.is_dir():
-        raise UserError(f"run folder {folder} does not exist: give a folder printed by `erase class` (runs/<run>)")
-    if not (folder / "config.yaml").is_file():
-        raise UserError(f"{folder} is not a run folder (no config.yaml): give a folder printed by `erase class`")
-    config = RunConfig.from_yaml(folder / "config.yaml")
+    folder, config = run_folder_config(run, "give a folder printed by `erase class`")
     if config.command not in RESCORABLE:
         raise UserError(f"{folder} is an `erase {config.command}` run; `erase eval` re-scores generator runs "
                         f"(`erase class`); classifier runs are scored exactly on their data, so their "

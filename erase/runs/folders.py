@@ -67,6 +67,17 @@ def existing_run(path: str) -> Path:
     return folder
 
 
+def run_folder_config(run: str, give: str) -> tuple[Path, RunConfig]:
+    """The folder and config.yaml of a run named on the command line; a missing folder or one without
+    config.yaml is a UserError ending in `give` (what the command wants instead)."""
+    folder = Path(run)
+    if not folder.is_dir():
+        raise UserError(f"run folder {folder} does not exist: {give} (runs/<run>)")
+    if not (folder / "config.yaml").is_file():
+        raise UserError(f"{folder} is not a run folder (no config.yaml): {give}")
+    return folder, RunConfig.from_yaml(folder / "config.yaml")
+
+
 def incomplete_run(run: str) -> tuple[Path, RunConfig]:
     """The folder and config of a run to resume; a complete run is refused. The caller checks the config's
     settings (erase.runs.resolve.check_run_settings) before it loads anything."""

@@ -73,12 +73,6 @@ def cache_key(model, recipe: Recipe, config: RunConfig, retain_set) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def cache_folder(key: str) -> Path:
-    from erase.evaluate import cache
-
-    return cache.CACHE_DIR / "retrain" / key
-
-
 def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, model_name: str, seed: int,
                         checkpoint_dir: Path | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(retrained model, record); the record says whether it came from the cache and how long it took.
@@ -87,32 +81,47 @@ def retrained_reference(model, task, forget_set, retain_set, recipe: Recipe, mod
     `--resume RUN` continues it); it is removed once the result is cached.
     """
     config = retrain_config(model_name, seed)
+
+    def train() -> tuple[torch.nn.Module, dict[str, Any]]:
+        retrained = copy.deepcopy(model)
+        result = unlearn(retrained, task, make_method("retrain", **config.hyper), forget_set, retain_set,
+                         train_settings(config), checkpoint_dir=checkpoint_dir, desc=f"retrain {recipe.name}")
+        return retrained, {"steps": config.steps, "seed": seed, "lr": config.lr, "batch_size": config.batch_size,
+                           "training": config.training, "retain_samples": len(retain_set),
+                           "seconds": round(result.prepare_seconds + result.train_seconds, 2),
+                           "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    retrained, record = cached_retraining("retrain", cache_key(model, recipe, config, retain_set), RECORD,
+                                          type(model), train)
+    if checkpoint_dir is not None and is_main() and not record["cached"]:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return retrained, record
+
+
+def cached_retraining(kind: str, key: str, record_name: str, model_cls, train
+                      ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model, record) from <erase cache>/<kind>/<key>/, or `train()` -> (model, record) now and stored there
+    (save_pretrained + the record, written to a temporary folder and renamed). A damaged entry is recomputed,
+    never trusted; ERASE_NO_CACHE=1 neither reads nor writes. The record gains `cached` and `cache`."""
+    from erase.evaluate import cache
+
     use_cache = not os.environ.get("ERASE_NO_CACHE")
-    key = cache_key(model, recipe, config, retain_set)
-    folder = cache_folder(key)
-    if use_cache and (folder / RECORD).is_file():
+    folder = cache.CACHE_DIR / kind / key
+    if use_cache and (folder / record_name).is_file():
         try:
-            record = json.loads((folder / RECORD).read_text())
-            return load_strict(type(model), folder), {**record, "cached": True, "cache": str(folder)}
+            record = json.loads((folder / record_name).read_text())
+            return load_strict(model_cls, folder).eval(), {**record, "cached": True, "cache": str(folder)}
         except Exception:  # a damaged entry is recomputed, never trusted
             shutil.rmtree(folder, ignore_errors=True)
-    retrained = copy.deepcopy(model)
-    result = unlearn(retrained, task, make_method("retrain", **config.hyper), forget_set, retain_set,
-                     train_settings(config), checkpoint_dir=checkpoint_dir, desc=f"retrain {recipe.name}")
-    record = {"steps": config.steps, "seed": seed, "lr": config.lr, "batch_size": config.batch_size,
-              "training": config.training, "retain_samples": len(retain_set),
-              "seconds": round(result.prepare_seconds + result.train_seconds, 2),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    trained, record = train()
     if use_cache and is_main():  # every process trained the same weights; one writes them
         tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        retrained.save_pretrained(str(tmp), safe_serialization=True)
-        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        trained.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / record_name).write_text(json.dumps(record, indent=2, default=str) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-    if checkpoint_dir is not None and is_main():
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return retrained.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}
+    return trained.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}
 
 
 # -- the retrained reference of a concept of the shapes world (t2i-shapes): the model retrained from scratch by
@@ -151,29 +160,15 @@ def retrained_concept_reference(model, recipe: Recipe, concept: str, seed: int
     concept; cached in <erase cache>/retrain-concept/<key>/ like the class reference. `model`: the original's
     denoiser (its class reads the cached weights). The text encoder is not trained (frozen at its seeded
     initialisation, as in pretraining), so the reference keeps the original's."""
-    from erase.evaluate import cache
     from erase.pretraining.generators import train_generator_from_scratch
 
-    use_cache = not os.environ.get("ERASE_NO_CACHE")
-    key = concept_cache_key(recipe, concept, seed)
-    folder = cache.CACHE_DIR / "retrain-concept" / key
-    if use_cache and (folder / CONCEPT_RECORD).is_file():
-        try:
-            record = json.loads((folder / CONCEPT_RECORD).read_text())
-            return load_strict(type(model), folder).eval(), {**record, "cached": True, "cache": str(folder)}
-        except Exception:  # a damaged entry is recomputed, never trusted
-            shutil.rmtree(folder, ignore_errors=True)
-    dataset, images = without_concept(concept)
-    bundle, result = train_generator_from_scratch(recipe, dataset, seed)
-    record = {"steps": result.history[-1]["step"] if result.history else 0, "seed": seed, "left_out": concept,
-              "train_images": images, "pretrain": recipe.pretrain,
-              "seconds": round(result.prepare_seconds + result.train_seconds, 2),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if use_cache and is_main():
-        tmp = folder.with_name(f".{key}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        bundle.denoiser.save_pretrained(str(tmp), safe_serialization=True)
-        (tmp / CONCEPT_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-    return bundle.denoiser.eval(), {**record, "cached": False, "cache": str(folder) if use_cache else None}
+    def train() -> tuple[torch.nn.Module, dict[str, Any]]:
+        dataset, images = without_concept(concept)
+        bundle, result = train_generator_from_scratch(recipe, dataset, seed)
+        return bundle.denoiser, {"steps": result.history[-1]["step"] if result.history else 0, "seed": seed,
+                                 "left_out": concept, "train_images": images, "pretrain": recipe.pretrain,
+                                 "seconds": round(result.prepare_seconds + result.train_seconds, 2),
+                                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    return cached_retraining("retrain-concept", concept_cache_key(recipe, concept, seed), CONCEPT_RECORD,
+                             type(model), train)
