@@ -9,7 +9,6 @@ so its attacks report the original and the unlearned model, and no gap.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import sys
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from typing import Any
 import torch
 
 from erase.attacks import MODELS
-from erase.attacks.subjects import ATTACK_SEED_OFFSET, AttackSubjects
+from erase.attacks.subjects import ATTACK_SEED_OFFSET, AttackSubjects, with_denoiser
 from erase.config import Recipe, RunConfig
-from erase.data.datasets import OPTIONAL_PROMPT_IDS, PromptImages
+from erase.data.datasets import PromptImages
 from erase.data.prompts import ConceptPrompts
 from erase.errors import UserError
 from erase.evaluate.text import generate_for_prompts
@@ -92,16 +91,11 @@ class ConceptSubjects(AttackSubjects):
             result["retained_accuracy"] = float((predicted[asked, a] == labels[asked, a]).float().mean())
         return result
 
-    def forget_images(self, k: int) -> PromptImages:
-        """k of the run's forget images (with their prompts), drawn with the seed."""
-        order = torch.randperm(len(self.forget_set), generator=torch.Generator().manual_seed(self.seed + 17))
-        return prompt_subset(self.forget_set, order[:min(k, len(self.forget_set))])
-
     def attack_images(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(images in [-1, 1], token ids): `count` of the run's forget images, which the original generated."""
         order = torch.randperm(len(self.forget_set),
                                generator=torch.Generator().manual_seed(self.seed + ATTACK_SEED_OFFSET))
-        chosen = prompt_subset(self.forget_set, order[:min(count, len(self.forget_set))])
+        chosen = self.forget_set.subset(order[:min(count, len(self.forget_set))])
         return torch.stack([chosen[i]["x"] for i in range(len(chosen))]), chosen.input_ids
 
     def free_condition(self, bundle: GeneratorBundle, values: dict[str, Any]) -> "FreeTokens":
@@ -118,12 +112,6 @@ class ConceptSubjects(AttackSubjects):
         return {"concept": self.prompts.concept, "eval_forget": self.prompts.eval_forget,
                 "eval_retain": self.prompts.eval_retain, "sampling": self.recipe.sampling,
                 "data": prompt_digest(self.forget_set, self.retain_set)}
-
-
-def prompt_subset(data: PromptImages, index: torch.Tensor) -> PromptImages:
-    optional = {name: getattr(data, name)[index] if getattr(data, name) is not None else None
-                for name in OPTIONAL_PROMPT_IDS}
-    return PromptImages(data.images[index], data.input_ids[index], **optional)
 
 
 def prompt_digest(*datasets: PromptImages | None) -> str:
@@ -162,10 +150,8 @@ def concept_reference(original: GeneratorBundle, recipe: Recipe, prompts: Concep
           file=sys.stderr)
     retrained, record = retrained_concept_reference(original.denoiser, recipe, prompts.concept, recipe.pretrain.get(
         "seed", 0))
-    bundle = copy.deepcopy(original)
-    bundle.denoiser.load_state_dict(retrained.state_dict())
-    bundle.denoiser.eval()
-    return bundle, {k: record.get(k) for k in ("steps", "seed", "seconds", "cached", "cache", "left_out")}
+    return with_denoiser(original, retrained), {k: record.get(k) for k in ("steps", "seed", "seconds", "cached",
+                                                                            "cache", "left_out")}
 
 
 class FreeTokenEmbedding(torch.nn.Module):

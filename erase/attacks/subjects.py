@@ -51,6 +51,13 @@ class AttackSubjects:
         """The recipe's sampling settings with `changes` (e.g. guidance_scale)."""
         return {**self.recipe.sampling, **changes}
 
+    def forget_images(self, k: int):
+        """k of the run's forget images (with their labels or prompts), drawn with the seed; None without any."""
+        if len(self.forget_set) == 0:
+            return None
+        order = torch.randperm(len(self.forget_set), generator=torch.Generator().manual_seed(self.seed + 17))
+        return self.forget_set.subset(order[:min(k, len(self.forget_set))])
+
     def copy_model(self, which: str) -> GeneratorBundle:
         """An independent copy of one model that an attack may change (fine-tune, replace an embedding)."""
         return copy.deepcopy(self.models[which])
@@ -115,13 +122,6 @@ class Subjects(AttackSubjects):
                            if c not in self.forget})
         return self.judge(self.models[which], counts, self.sampling(guidance_scale=scale),
                           f"guidance {scale:g}: {which}")
-
-    def forget_images(self, k: int):
-        """k images of the forgotten classes from the run's forget set, drawn with the seed."""
-        if len(self.forget_set) == 0:
-            return None
-        order = torch.randperm(len(self.forget_set), generator=torch.Generator().manual_seed(self.seed + 17))
-        return self.forget_set.subset(order[:min(k, len(self.forget_set))])
 
     def attack_images(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, class ids): `count` samples of the forgotten classes drawn by the original model, with seeds
@@ -188,10 +188,16 @@ def reference_bundle(original: GeneratorBundle, task, forget_set, retain_set, re
           file=sys.stderr)
     retrained, record = retrained_reference(original.denoiser, task, forget_set, retain_set, recipe, config.model,
                                             config.seed)
+    return with_denoiser(original, retrained), {k: record.get(k) for k in ("steps", "seed", "seconds", "cached",
+                                                                            "cache")}
+
+
+def with_denoiser(original: GeneratorBundle, weights: torch.nn.Module) -> GeneratorBundle:
+    """A copy of the original's pipeline around other weights of its denoiser (a retrained reference's)."""
     bundle = copy.deepcopy(original)
-    bundle.denoiser.load_state_dict(retrained.state_dict())
+    bundle.denoiser.load_state_dict(weights.state_dict())
     bundle.denoiser.eval()
-    return bundle, {k: record.get(k) for k in ("steps", "seed", "seconds", "cached", "cache")}
+    return bundle
 
 
 class FreeClassEmbedding(torch.nn.Module):

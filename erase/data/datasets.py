@@ -75,6 +75,12 @@ class PromptImages(Dataset):
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def subset(self, index: torch.Tensor) -> "PromptImages":
+        """The images at `index` (a mask or indices) with every prompt's ids."""
+        optional = {name: None if getattr(self, name) is None else getattr(self, name)[index]
+                    for name in OPTIONAL_PROMPT_IDS}
+        return PromptImages(self.images[index], self.input_ids[index], **optional)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         x = self.images[index]
         item = {"x": x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x, "input_ids": self.input_ids[index]}
