@@ -72,25 +72,36 @@ def files_under(folder: Path) -> list[Path]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _session_cache(tmp_path_factory):
-    """Evaluations of the same weights are shared within a test session, never across sessions."""
+    """Evaluations of the same weights are shared within a test session, never across sessions. Under
+    pytest-xdist the workers share one folder (their base temps' parent is this session's), so the t2i-shapes
+    ESD test reuses the images and the original model's scores that the SalUn test computed before it."""
     import erase.evaluate.cache as cache
 
-    cache.CACHE_DIR = tmp_path_factory.mktemp("erase-cache")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    cache.CACHE_DIR = root / "erase-cache"
+    cache.CACHE_DIR.mkdir(exist_ok=True)
     yield
 
 
-# The longest modules first, so that under `pytest -n 2` the two workers start on them and the short tests fill
-# the gaps (the order only moves whole modules; within a module pytest's order stays).
-LONGEST_FIRST = ("test_shipped_t2i_shapes", "test_shipped_salun", "test_your_data", "test_shipped_methods",
-                 "test_notebook", "test_resume", "test_multiprocess", "test_import")
+# The order in which `pytest -n 2` hands tests out, longest first (CPU seconds on this 2-core machine, from
+# `--durations`). xdist gives each worker two tests to start with (items 0-1 and 2-3), then the next test to
+# whichever worker finishes one. So worker 1 spends the first ~5 minutes on the t2i SalUn test while worker 2
+# runs the digits SalUn tests and sfron (~170 s), then the t2i ESD test: by then SalUn has generated the
+# forget images and scored the original model, and ESD finds both in the shared cache.
+SCHEDULE = ("test_shipped_t2i_shapes.py::test_erasing_triangle[salun]",  # ~300 s
+            "test_notebook",  # after the t2i test, on its worker
+            "test_shipped_salun.py::test_salun_forgets_digit_3_and_keeps_the_rest[ddpm-digits]",  # ~65 s
+            "test_shipped_salun.py::test_salun_forgets_digit_3_and_keeps_the_rest[dit-digits]",  # ~40 s
+            "test_shipped_methods.py::test_seed_method_forgets_digit_3_with_its_defaults[sfron]",  # ~60 s
+            "test_shipped_t2i_shapes.py::test_erasing_triangle[esd]",
+            "test_your_data.py::test_letters_chain", "test_shipped_methods", "test_resume.py", "test_multiprocess.py",
+            "test_import.py")
 
 
 def pytest_collection_modifyitems(config, items):
     def rank(item):
-        name = item.path.stem
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return next((i for i, part in enumerate(SCHEDULE) if part in item.nodeid), len(SCHEDULE))
 
-    items.sort(key=rank)  # stable
-    if os.environ.get("PYTEST_XDIST_WORKER") and len(items) > 2:
-        # xdist hands each worker two consecutive tests to start with: one of the two longest each
-        items[1], items[2] = items[2], items[1]
+    items.sort(key=rank)  # stable: the rest keep pytest's order

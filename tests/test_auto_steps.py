@@ -237,3 +237,19 @@ def test_concept_checks_with_its_judge(cli, workdir):
     auto = report["auto_steps"]
     assert auto["check"].startswith("nudenet on ") and auto["budget"] == 2 and auto["checks"][0]["step"] == 0
     assert report["steps"] == auto["kept_step"] and 0 <= report["seconds"]["checks_share"] < 1
+
+
+def test_a_second_concept_method_reuses_the_original_models_check(cli, workdir, monkeypatch):
+    """The step-0 check scores the original model: a second method on the same weights reads it from the
+    evaluation cache (tests/test_shipped_t2i_shapes.py's ESD run relies on it)."""
+    import erase.evaluate.cache as cache
+
+    monkeypatch.setattr(cache, "CACHE_DIR", workdir / "cache")  # this test's own cache
+    args = ("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--steps", "auto")
+    for method in ("ga", "relabel"):
+        code, _, err = cli(*args, "--method", method, "--out", method)
+        assert code == 0, err
+    first, second = (json.loads((workdir / m / "EVAL.json").read_text())["auto_steps"]["checks"][0] for m in
+                     ("ga", "relabel"))
+    assert first == second and first["step"] == 0
+    assert len(list((workdir / "cache" / "auto-check").glob("*.pt"))) == 1  # one entry: the second run hit it

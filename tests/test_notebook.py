@@ -11,7 +11,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "walkthrough.i
 def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="the notebook test needs the `test` extra (nbclient)")
     nbclient = pytest.importorskip("nbclient", reason="the notebook test needs the `test` extra (nbclient)")
-    monkeypatch.setenv("ERASE_CACHE", str(tmp_path / "cache"))  # the kernel's evaluation cache: fresh each time
+    import erase.evaluate.cache as cache
+
+    monkeypatch.setenv("ERASE_CACHE", str(cache.CACHE_DIR))  # the kernel shares this session's evaluation cache
     monkeypatch.setenv("ERASE_INCEPTION", "none")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
