@@ -51,7 +51,7 @@ def budget(steps: int, auto: dict[str, Any], train_size: int, batch_size: int) -
 
 
 def check_every(total: int, checks: int) -> int:
-    """Steps between checks: about `checks` of them over the budget."""
+    """Steps between checks: about `checks` of them over `total` steps."""
     return max(1, math.ceil(total / max(1, checks)))
 
 
@@ -201,6 +201,10 @@ def auto_stop(config, check: Callable, kind: str, train_size: int, checks: int, 
     if not config.auto:
         return None
     total = budget(config.steps, config.auto, train_size, config.batch_size)
+    # `checks` per pass over the data, not per budget: a budget of several passes must not see its first
+    # check only after the pass in which a small model already forgets (and starts to lose the rest)
+    one_pass = budget(config.steps, {**config.auto, "epochs": 1}, train_size, config.batch_size) \
+        if config.auto.get("epochs") else total
     target = Target("class" if kind == "class" else "random", ua=config.auto["target_ua"] / 100)
-    return AutoStop(check, target, total, check_every(total, checks), config.auto["max_retain_drop"] / 100,
-                    label=label)
+    return AutoStop(check, target, total, check_every(min(total, one_pass), checks),
+                    config.auto["max_retain_drop"] / 100, label=label)

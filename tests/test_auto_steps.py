@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from erase.auto_steps import AutoStop, Target, budget, check_every
+from erase.auto_steps import AutoStop, Target, auto_stop, budget, check_every
 from erase.cli import main
 from erase.methods import make_method
 from erase.train import Interrupted, StepHook, TrainSettings, make_accelerator, unlearn
@@ -130,6 +130,25 @@ def test_budget_from_epochs_and_check_spacing():
     assert budget(40, {"epochs": 2}, 5000, 64) == 157  # two passes over 5000 samples at batch 64
     assert budget(40, {"epochs": 0.1}, 100, 64) == 10  # never below MIN_BUDGET
     assert check_every(40, 10) == 4 and check_every(3, 10) == 1 and check_every(50, 5) == 10
+
+
+def test_a_budget_in_epochs_is_checked_per_pass_over_the_data():
+    """Five passes checked 5 times a pass (every 6 steps over 960 images at batch 32), not 5 times a budget:
+    on a small generator of letters a first check at step 30 came after it had forgotten and begun losing
+    the other letters (docs/auto-steps.md)."""
+    from types import SimpleNamespace
+
+    def spacing(epochs, train_size):
+        auto = {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": epochs}
+        config = SimpleNamespace(auto=auto, steps=50, batch_size=32)
+        stop = auto_stop(config, lambda model: (0.0, 1.0), "class", train_size, checks=5, label="check")
+        return stop.total, stop.every
+
+    assert spacing(5, 960) == (150, 6)
+    assert spacing(1, 960) == (30, 6)
+    assert spacing(5, 0) == (50, 10)  # an embedded world keeps its recipe's steps and spacing
+    assert spacing(None, 960) == (50, 10)  # no epochs: the steps are the budget
+    assert spacing(0.5, 960) == (15, 3)  # less than a pass: 5 checks over the budget
 
 
 # -- end to end: erase classify on a tiny CNN --------------------------------------------------------------
