@@ -165,16 +165,22 @@ class ConceptEvaluation:
         forget_rows = min(rows_per_side, len(self.eval_forget))
         return GridRows(rows, texts, highlight=list(range(forget_rows)))
 
-    def __call__(self, bundle, desc: str, use_cache: bool):
-        if not use_cache:
-            return self.metrics(bundle, desc), self.grid(bundle)
+    def cache_key(self, bundle) -> tuple[dict, list]:
+        """What identifies this evaluation's scores besides the denoiser's weights: its settings, and the
+        other modules whose weights they depend on (frozen text encoder, judges)."""
         key = {"kind": self.kind, "forget": self.eval_forget, "retain": self.eval_retain, "n": self.per_prompt,
                "rows": None if self.rows is None else [self.rows.seeds, self.rows.guidance, self.rows.categories],
                "seed": self.config.seed, "sampling": bundle.recipe.sampling,
                "threshold": getattr(self, "threshold", None)}
         if self.clip is not None:  # runs without a CLIP model keep the keys they had
             key["clip"] = str(self.clip.folder)
-        modules = [bundle.denoiser, *bundle.adapter.frozen_modules(), *([self.probe] if self.probe is not None else []),
+        modules = [*bundle.adapter.frozen_modules(), *([self.probe] if self.probe is not None else []),
                    *([self.clip.model] if self.clip is not None else [])]
-        metrics = cached("concept-eval", modules, key, lambda: self.metrics(bundle, desc))
+        return key, modules
+
+    def __call__(self, bundle, desc: str, use_cache: bool):
+        if not use_cache:
+            return self.metrics(bundle, desc), self.grid(bundle)
+        key, modules = self.cache_key(bundle)
+        metrics = cached("concept-eval", [bundle.denoiser, *modules], key, lambda: self.metrics(bundle, desc))
         return metrics, self.grid(bundle)

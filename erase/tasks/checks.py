@@ -135,12 +135,7 @@ def concept_check(evaluation, bundle, samples: int = CONCEPT_SAMPLES):
 
     retain_images = max(1, len(small.eval_retain) * small.per_prompt)
     # the original model's check is shared by every method erasing the same concept from the same model
-    key = {"kind": small.kind, "forget": small.eval_forget, "retain": small.eval_retain, "n": small.per_prompt,
-           "seed": small.config.seed, "sampling": bundle.recipe.sampling, "threshold": getattr(small, "threshold", None)}
-    judges = [*bundle.adapter.frozen_modules(), *([small.probe] if small.probe is not None else [])]
-    if small.clip is not None:
-        key["clip"] = str(small.clip.folder)
-        judges.append(small.clip.model)
+    key, judges = small.cache_key(bundle)
     check = Check(score, resolution=1 / retain_images, cache_key=key, judges=judges)
     check.images = (len(small.eval_forget) + len(small.eval_retain)) * small.per_prompt
     return check
