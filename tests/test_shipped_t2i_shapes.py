@@ -1,14 +1,14 @@
 """The shipped t2i-shapes model through `erase concept --steps auto`: SalUn and ESD erase "triangle".
 
-The commands in docs/concept-erasure.md generate 256 forget and 256 retain images and score 8 images per
-evaluation prompt. Here 64 forget and 128 retain images and 4 images per prompt (48 images of the 12 captions
-naming a triangle, 48 of each other shape), with `--steps auto`: the recipe's steps (500, 400) are the budget
-and the run stops at the first check that sees the triangle gone without losing the other shapes. Measured
-(2026-12-03): SalUn stopped at step 300 with no triangle left and the cross 2 points down (at 100 and 200
-steps the cross was 23 and 13 points down, and the check's guard refused those steps); ESD at step 160 with
-no triangle left and no shape down. The target: triangle rate below 5 %, every other shape within 10 points of
-the original model (one image is about 2 points). The ESD test reuses the images and the original model's
-scores of the SalUn test (tests/conftest.py).
+The commands in docs/concept-erasure.md generate 256 forget and 256 retain images, train on batches of 16
+and score 8 images per evaluation prompt. Here 64 forget and 128 retain images, batches of 8 and 4 images
+per evaluation prompt (48 images of the 12 captions naming a triangle, 48 of each other shape), with
+`--steps auto`: the recipe's steps (500, 400) are the budget and the run stops at the first check that sees
+the triangle gone without losing the other shapes. Measured (2026-12-03, seed 0): SalUn stopped at step 200
+with no triangle left, square 6 and cross 4 points down (at batch 16 it needed 300 steps: twice the time);
+ESD at step 80 with no triangle left and no shape down. The target: triangle rate below 5 %, every other
+shape within 10 points of the original model (one image is about 2 points). The ESD test reuses the images
+and the original model's scores of the SalUn test (tests/conftest.py).
 """
 import json
 
@@ -35,7 +35,7 @@ def reduced_recipe(workdir):
 @pytest.mark.parametrize("method", ["salun", "esd"])
 def test_erasing_triangle(cli, workdir, reduced_recipe, method):
     code, out, err = cli("concept", "--model", reduced_recipe, "--prompt", "triangle", "--method", method,
-                         "--steps", "auto", "--out", "run")
+                         "--steps", "auto", "--batch-size", "8", "--out", "run")
     assert code == 0, err
     report = json.loads((workdir / "run" / "EVAL.json").read_text())
     budget = load_recipe("t2i-shapes").methods[method]["steps"]
