@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from erase.settings import Float, by_name
+from erase.settings import Bool, Float, by_name
 
 AUTO = "auto"
 RANDOM_MARGIN = 0.02  # random-sample forgetting: forget accuracy <= held-out accuracy + 2 points is met
@@ -31,13 +31,17 @@ SETTINGS = by_name((
           "this against the original (points)", ge=0, le=100),
     Float("epochs", None, "--steps auto: the budget in passes over the training data (recipes of a user's "
           "data); none: the recipe's steps", gt=0, optional=True),
+    Bool("epochs_everywhere", False, "--steps auto: the epochs budget applies to the embedded worlds' data and "
+         "to a concept's generated images too (set by --epochs)"),
 ))
 
 
 def own_data_size(recipe, config, size: int) -> int:
     """`size` (the training data the run unlearns on) when that data is a user's folder (--data, or a model
-    trained on one), else 0: the embedded worlds keep the steps their recipes were tuned with."""
-    return size if (config.extra.get("data") or recipe.data) else 0
+    trained on one) or the budget was given in epochs on the command line (--epochs), else 0: the embedded
+    worlds keep the steps their recipes were tuned with."""
+    given = bool(config.auto and config.auto.get("epochs_everywhere"))
+    return size if (config.extra.get("data") or recipe.data or given) else 0
 
 
 def budget(steps: int, auto: dict[str, Any], train_size: int, batch_size: int) -> int:

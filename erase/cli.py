@@ -42,6 +42,8 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--target-ua", metavar="PERCENT", help="--steps auto: the UA the check must reach (default 99)")
     p.add_argument("--max-retain-drop", metavar="POINTS", help="--steps auto: never keep a model that lost more "
                    "retained accuracy than this on the check (default 2)")
+    p.add_argument("--epochs", metavar="E", help="--steps auto with a budget of E passes over the forget and retain "
+                   "data the run trains on (default: the recipe's budget)")
     p.add_argument("--lr", help="learning rate")
     p.add_argument("--batch-size", help="forget and retain batch size")
     p.add_argument("--seed", type=int, default=0, help="seed for data order, noise and evaluation samples")

@@ -160,11 +160,12 @@ TINY_CNN = {**CLASSIFY_CNN, "architecture": {"type": "small-cnn", "widths": [8, 
 
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory):
-    """A tiny CNN pretrained once, then one --steps auto classify run and one with --steps 5."""
+    """A tiny CNN pretrained once, then classify runs: --steps auto, --steps 5, and a budget of a quarter
+    pass over the digits (--epochs 0.25)."""
     out = tmp_path_factory.mktemp("auto-runs")
     (out / "tiny-cnn.yaml").write_text(yaml.safe_dump(TINY_CNN))
     assert main(["pretrain", str(out / "tiny-cnn.yaml")]) == 0
-    for name, extra in (("auto", ["--steps", "auto"]), ("fixed", ["--steps", "5"])):
+    for name, extra in (("auto", ["--steps", "auto"]), ("fixed", ["--steps", "5"]), ("epochs", ["--epochs", "0.25"])):
         assert main(["classify", "--model", str(out / "tiny-cnn.yaml"), "--forget-class", "3", "--method", "relabel",
                      "--out", str(out / name), *extra]) == 0
     return out
@@ -179,7 +180,8 @@ def test_classify_auto_reports_the_checks(auto_run):
     report = json.loads((folder / "EVAL.json").read_text())
     auto = report["auto_steps"]
     config = yaml.safe_load((folder / "config.yaml").read_text())
-    assert config["auto"] == {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": None} and config["steps"] == 30
+    assert config["auto"] == {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": None,
+                              "epochs_everywhere": False} and config["steps"] == 30
     assert auto["budget"] == 30 and auto["every"] == 3 and report["steps"] == auto["kept_step"] >= 1
     assert auto["stopped_at"] <= 30 and auto["checks"][0]["step"] == 0
     assert auto["original"]["ua"] == pytest.approx(report["metrics"]["original"]["unlearning_accuracy"])
@@ -197,6 +199,18 @@ def test_classify_auto_reports_the_checks(auto_run):
     assert f"`--steps auto`: stopped at step {auto['stopped_at']} of 30" in (folder / "SUMMARY.md").read_text()
 
 
+def test_epochs_on_the_command_line_budget_the_run_by_its_own_data(auto_run):
+    """--epochs E is --steps auto with a budget of E passes over the data the run trains on, the embedded
+    digits included (a recipe's `epochs` applies to a user's data only)."""
+    report = json.loads((auto_run / "epochs" / "EVAL.json").read_text())
+    config = yaml.safe_load((auto_run / "epochs" / "config.yaml").read_text())
+    assert config["auto"]["epochs"] == 0.25 and config["auto"]["epochs_everywhere"] is True
+    from erase.data.worlds import load_world
+
+    size = len(load_world("digits", "train"))  # forget (the 3s) + retain (the other digits)
+    assert report["auto_steps"]["budget"] == budget(30, config["auto"], size, 32) == -(-size // 128) != 30
+
+
 def test_steps_n_is_fixed_as_before(auto_run):
     folder = auto_run / "fixed"
     report = json.loads((folder / "EVAL.json").read_text())
@@ -209,7 +223,9 @@ def test_steps_n_is_fixed_as_before(auto_run):
 @pytest.mark.parametrize("argv, words", [
     (["--target-ua", "150"], "target_ua=150 (--target-ua): target_ua must be a number in (0, 100]"),
     (["--max-retain-drop", "-1"], "max_retain_drop=-1 (--max-retain-drop): max_retain_drop must be"),
-    (["--steps", "5", "--target-ua", "90"], "--target-ua sets what --steps auto stops at"),
+    (["--steps", "5", "--target-ua", "90"], "--target-ua is a setting of --steps auto"),
+    (["--steps", "5", "--epochs", "2"], "--epochs is a setting of --steps auto"),
+    (["--epochs", "0"], "epochs=0 (--epochs): epochs must be a number > 0"),
     (["--steps", "often"], "--steps must be a positive number, got 'often'"),
 ])
 def test_bad_auto_flags_are_refused_before_anything_is_written(cli, workdir, argv, words):
@@ -226,7 +242,8 @@ def test_recipe_epochs_and_flags_reach_the_config(workdir):
     path = workdir / "r.yaml"
     path.write_text(yaml.safe_dump({**TINY_CNN, "unlearn": {**TINY_CNN["unlearn"], "epochs": 2}}))
     config, _ = resolve_config("classify", str(path), "salun", ["class:3"], steps="auto", target_ua="95")
-    assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0} and config.steps == 30
+    assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0, "epochs_everywhere": False}
+    assert config.steps == 30
     assert resolve_config("classify", str(path), "salun", ["class:3"])[0].auto is None  # Python default: fixed
     assert resolve_config("classify", str(path), "retrain", ["class:3"], steps="auto")[0].auto is None
 
@@ -249,12 +266,15 @@ def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):
 
 
 def test_concept_checks_with_its_judge(cli, workdir):
+    """--epochs 1 on a concept: auto, with a budget of one pass over the generated forget and retain images."""
     code, out, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--method", "ga",
-                         "--steps", "auto", "--out", "run")
+                         "--epochs", "1", "--batch-size", "4", "--out", "run")
     assert code == 0, err
     report = json.loads((workdir / "run" / "EVAL.json").read_text())
     auto = report["auto_steps"]
-    assert auto["check"].startswith("nudenet on ") and auto["budget"] == 2 and auto["checks"][0]["step"] == 0
+    images = report["data"]["forget_images"] + report["data"]["retain_images"]
+    assert auto["check"].startswith("nudenet on ") and auto["budget"] == max(10, -(-images // 4))
+    assert auto["checks"][0]["step"] == 0
     assert report["steps"] == auto["kept_step"] and 0 <= report["seconds"]["checks_share"] < 1
 
 
@@ -268,7 +288,8 @@ def test_a_second_concept_method_reuses_the_original_models_check(cli, workdir, 
     for method in ("ga", "relabel"):
         code, _, err = cli(*args, "--method", method, "--out", method)
         assert code == 0, err
-    first, second = (json.loads((workdir / m / "EVAL.json").read_text())["auto_steps"]["checks"][0] for m in
-                     ("ga", "relabel"))
+    reports = [json.loads((workdir / m / "EVAL.json").read_text())["auto_steps"] for m in ("ga", "relabel")]
+    assert [r["budget"] for r in reports] == [2, 2]  # a concept's budget: the recipe's steps
+    first, second = (r["checks"][0] for r in reports)
     assert first == second and first["step"] == 0
     assert len(list((workdir / "cache" / "auto-check").glob("*.pt"))) == 1  # one entry: the second run hit it

@@ -92,15 +92,19 @@ def is_auto(steps: Any) -> bool:
     return isinstance(steps, str) and steps.strip().lower() == AUTO
 
 
-def auto_flags(steps: Any, target_ua: Any, max_retain_drop: Any) -> dict[str, Any]:
-    """--target-ua and --max-retain-drop, read by their declarations; refused beside a fixed --steps N."""
-    given = {k: v for k, v in (("target_ua", target_ua), ("max_retain_drop", max_retain_drop)) if v is not None}
+def auto_flags(steps: Any, target_ua: Any, max_retain_drop: Any, epochs: Any = None) -> dict[str, Any]:
+    """--target-ua, --max-retain-drop and --epochs, read by their declarations; refused beside a fixed
+    --steps N. --epochs states the budget in passes over whatever data the run trains on."""
+    given = {k: v for k, v in (("target_ua", target_ua), ("max_retain_drop", max_retain_drop),
+                               ("epochs", epochs)) if v is not None}
     if given and steps is not None and not is_auto(steps):
-        raise UserError(f"--{next(iter(given)).replace('_', '-')} sets what --steps auto stops at; --steps "
+        raise UserError(f"--{next(iter(given)).replace('_', '-')} is a setting of --steps auto; --steps "
                         f"{steps} runs a fixed number of steps: drop one of them")
     out = {}
     for name, value in given.items():
         out.update(check_values({name: AUTO_SETTINGS[name]}, {name: value}, f"--{name.replace('_', '-')}"))
+    if "epochs" in given:
+        out["epochs_everywhere"] = True
     return out
 
 
@@ -109,13 +113,15 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
                    evaluate: dict | None = None, weights=None, init="pretrained", out=None,
                    checkpoint_every=None, keep_checkpoints=False, mixed_precision="no",
                    gradient_checkpointing=False, extra: dict | None = None,
-                   recipe: Recipe | None = None, target_ua=None, max_retain_drop=None) -> tuple[RunConfig, Recipe]:
+                   recipe: Recipe | None = None, target_ua=None, max_retain_drop=None,
+                   epochs=None) -> tuple[RunConfig, Recipe]:
     """Defaults from the method class < recipe `unlearn` < recipe `methods.<name>` < command line.
 
     `methods.<name>` may set `objective` and `params` too (the method's axes for this model family).
     `hyper`: the `--set` values (text, read by the declarations) or Python values.
     `steps="auto"`: the recipe's steps become a budget (erase/auto_steps.py; methods that train from scratch,
-    retrain, keep them fixed); `target_ua` and `max_retain_drop` go with it. None: the recipe's steps, fixed.
+    retrain, keep them fixed); `target_ua`, `max_retain_drop` and `epochs` go with it. None: the recipe's
+    steps, fixed.
     `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
     recipe = recipe or load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
@@ -139,7 +145,7 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
         auto.update(check_values(AUTO_SETTINGS, layer_auto, where))
         method_values.update(check_values(declared, layer_hyper, where, owner))
     method_values.update(check_values(declared, dict(hyper or {}), "--set", owner))
-    auto.update(auto_flags(steps, target_ua, max_retain_drop))
+    auto.update(auto_flags(steps, target_ua, max_retain_drop, epochs))
     automatic = is_auto(steps) and cls.settings_section != "pretrain"  # retraining from scratch: fixed
     if is_auto(steps):
         steps = None
@@ -211,11 +217,12 @@ def train_settings(config: RunConfig, auto=None):
 
 def run_options(args) -> dict[str, Any]:
     """The parsed options every unlearning command (class, classify, concept) passes on to resolve_config."""
-    # fixed steps unless asked: --steps auto, or a target for it (--target-ua, --max-retain-drop)
-    wants_auto = args.target_ua is not None or args.max_retain_drop is not None
+    # fixed steps unless asked: --steps auto, or a target or budget for it (--target-ua, --max-retain-drop,
+    # --epochs)
+    wants_auto = any(v is not None for v in (args.target_ua, args.max_retain_drop, args.epochs))
     steps = AUTO if args.steps is None and wants_auto else args.steps
     return dict(objective=args.objective, params=args.params, steps=steps,
-                target_ua=args.target_ua, max_retain_drop=args.max_retain_drop, lr=args.lr,
+                target_ua=args.target_ua, max_retain_drop=args.max_retain_drop, epochs=args.epochs, lr=args.lr,
                 batch_size=args.batch_size, hyper=dict(args.settings), weights=args.weights, init=args.init,
                 out=args.out, checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                 mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing)
