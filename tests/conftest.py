@@ -87,13 +87,13 @@ def _session_cache(tmp_path_factory):
 
 # The order in which `pytest -n 2` hands tests out, longest first (CPU seconds on this 2-core machine, from
 # `--durations`). xdist gives each worker two tests to start with (items 0-1 and 2-3), then the next test to
-# whichever worker finishes one. So worker 1 spends the first ~5 minutes on the t2i SalUn test while worker 2
-# runs the digits SalUn tests and sfron (~170 s), then the t2i ESD test: by then SalUn has generated the
+# whichever worker finishes one. So worker 1 spends the first ~3 minutes on the t2i SalUn test while worker 2
+# runs the digits SalUn tests and sfron (~160 s), then the t2i ESD test: by then SalUn has generated the
 # forget images and scored the original model, and ESD finds both in the shared cache.
-SCHEDULE = ("test_shipped_t2i_shapes.py::test_erasing_triangle[salun]",  # ~300 s
+SCHEDULE = ("test_shipped_t2i_shapes.py::test_erasing_triangle[salun]",  # ~200 s
             "test_notebook",  # after the t2i test, on its worker
-            "test_shipped_salun.py::test_salun_forgets_digit_3_and_keeps_the_rest[ddpm-digits]",  # ~65 s
-            "test_shipped_salun.py::test_salun_forgets_digit_3_and_keeps_the_rest[dit-digits]",  # ~40 s
+            "test_shipped_salun.py::test_salun_forgets_digit_3_and_keeps_the_rest[ddpm-digits]",  # ~60 s
+            "test_shipped_salun.py::test_salun_forgets_digit_3_and_keeps_the_rest[dit-digits]",  # ~35 s
             "test_shipped_methods.py::test_seed_method_forgets_digit_3_with_its_defaults[sfron]",  # ~60 s
             "test_shipped_t2i_shapes.py::test_erasing_triangle[esd]",
             "test_your_data.py::test_letters_chain", "test_shipped_methods", "test_resume.py", "test_multiprocess.py",
