@@ -5,7 +5,8 @@ and score 8 images per evaluation prompt. Here 64 forget and 128 retain images, 
 per evaluation prompt (48 images of the 12 captions naming a triangle, 48 of each other shape), with
 `--steps auto`: the recipe's steps (500, 400) are the budget and the run stops at the first check that sees
 the triangle gone without losing the other shapes. Measured (2026-12-03, seed 0): SalUn stopped at step 200
-with no triangle left, square 6 and cross 4 points down (at batch 16 it needed 300 steps: twice the time);
+with no triangle left, square 6 and cross 4 points down (at batch 16 it needed 300 steps: twice the time;
+the recipe keeps 16, since its fixed 500 steps at batch 8 overshoot: docs/auto-steps.md);
 ESD at step 80 with no triangle left and no shape down. The target: triangle rate below 5 %, every other
 shape within 10 points of the original model (one image is about 2 points). The ESD test reuses the images
 and the original model's scores of the SalUn test (tests/conftest.py).
