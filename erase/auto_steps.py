@@ -9,6 +9,12 @@ best check: one that met the target and the guard (highest retained score, earli
 met the target only (flagged: the best compromise); else, the target never met, the guarded check that forgot
 most (said so). The step-0 check is the original model and is never kept.
 
+A check of a few dozen samples cannot see a drop of a few points in one retained class, and its score of the
+original is itself noisy. A check may therefore carry a confirmation (`check.confirm`): more samples of the
+retained classes, drawn only for the original and for a check that meets the target; the guard of such a
+check is decided on the retained score over the check's and the confirmation's samples together, against the
+original's pooled score.
+
 The checks are part of the training state (checkpointed with it), so `--resume` ends where an unbroken run
 ends. This module is light at import (no torch): commands resolve `--steps auto` before the heavy imports.
 """
@@ -109,14 +115,15 @@ class AutoStop:
         training = model.training
         model.eval()
         ua, retained = (getattr(self.check, "original", self.check) if step == 0 else self.check)(model)
-        model.train(training)
-        scores = {"ua": float(ua), "retained": float(retained)}
-        if self.reduce is not None:
-            scores = self.reduce(scores)
+        scores = self.reduced({"ua": float(ua), "retained": float(retained)})
         record = {"step": step, "ua": scores["ua"], "retained": scores["retained"],
                   "met": self.target.met(scores["ua"], scores["retained"])}
         if step > 0:
             record["guard"] = self.within_guard(record)
+        if self.confirm is not None and (step == 0 or record["met"]):
+            self.confirmed(model, record)
+        model.train(training)
+        if step > 0:
             best = self.best()
             self.checks.append(record)
             if best is None or self.rank(record) > self.rank(best):
@@ -126,6 +133,25 @@ class AutoStop:
         record["stop"] = bool(record["met"] and record.get("guard"))
         self.seconds += time.perf_counter() - started
         return record
+
+    @property
+    def confirm(self):
+        return getattr(self.check, "confirm", None)
+
+    def reduced(self, scores: dict[str, float]) -> dict[str, float]:
+        return scores if self.reduce is None else self.reduce(scores)
+
+    def confirmed(self, model, record: dict[str, Any]) -> None:
+        """Score the confirmation's retained samples and pool them with the check's (`confirmed`); a trained
+        check is within the guard when the pooled score is (`guard`), whatever its own few samples said."""
+        confirm = self.confirm
+        score = (confirm.original(model) if record["step"] == 0 else confirm(model, record["step"]))[0]
+        extra = self.reduced({"retained": float(score)})["retained"]
+        n, m = self.check.retained_samples, confirm.retained_samples
+        record["confirmed"] = (n * record["retained"] + m * extra) / (n + m)
+        if record["step"] > 0 and "confirmed" in self.checks[0]:
+            guard = max(self.max_retain_drop, 1 / (n + m))
+            record["guard"] = record["confirmed"] >= self.checks[0]["confirmed"] - guard - 1e-9
 
     @property
     def guard(self) -> float:
@@ -180,6 +206,10 @@ class AutoStop:
                 "target_ua": self.target.ua if self.target.kind != "random" else None,
                 "max_retain_drop": self.max_retain_drop, "guard": self.guard, "check": self.label,
                 "stopped_at": stopped_at,
+                "confirmation": None if self.confirm is None else
+                f"{self.confirm.retained_samples} more retained samples, pooled with the check's "
+                f"{self.check.retained_samples}",
+                "confirmations": sum("confirmed" in c for c in self.checks[1:]),
                 "kept_step": best["step"] if best else stopped_at, "target_met": met,
                 "guard_met": guarded, "compromise": met and not guarded, "note": note,
                 "original": self.checks[0] if self.checks else None,

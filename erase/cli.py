@@ -36,9 +36,9 @@ def add_run_options(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--method", default="salun", help="unlearning method (see `erase list`)")
     p.add_argument("--objective", help="override the method's forget objective: ga, relabel, esd, adaptive-ga")
     p.add_argument("--params", help="override the parameter selection: all, saliency, ...")
-    p.add_argument("--steps", help="N (default: the recipe's steps for this method): exactly N steps; auto: the "
-                   "recipe's steps are a budget and a cheap held-out check every few steps stops once the target is "
-                   "forgotten (docs/auto-steps.md)")
+    p.add_argument("--steps", help="N: exactly N steps; auto: the recipe's steps are a budget and a cheap held-out "
+                   "check every few steps stops once the target is forgotten (docs/auto-steps.md). Default: auto on "
+                   "a model of your own data whose recipe states epochs, else the recipe's steps for this method")
     p.add_argument("--target-ua", metavar="PERCENT", help="--steps auto: the UA the check must reach (default 99)")
     p.add_argument("--max-retain-drop", metavar="POINTS", help="--steps auto: never keep a model that lost more "
                    "retained accuracy than this on the check (default 2)")

@@ -357,4 +357,7 @@ def unlearn(model, task, method, forget_set, retain_set, settings: TrainSettings
 
 def check_columns(check: dict[str, Any]) -> dict[str, Any]:
     """A check as history.jsonl columns (beside the step's losses)."""
-    return {"check_ua": check["ua"], "check_retained": check["retained"], "check_met": check["met"]}
+    columns = {"check_ua": check["ua"], "check_retained": check["retained"], "check_met": check["met"]}
+    if "confirmed" in check:  # the retained score over the check's and its confirmation's samples
+        columns["check_confirmed"] = check["confirmed"]
+    return columns

@@ -39,14 +39,32 @@ class Tick(StepHook):
         self.check.step = step + 1
 
 
-def _train(steps: int, script=None, every: int = 2, checkpoint_dir=None, hooks=(), drop: float = 0.02):
-    """The toy model after `steps` steps of relabel (fixed), or with a scripted AutoStop over that budget."""
+class ScriptedConfirmation(Scripted):
+    """A confirmation (erase.tasks.checks.Confirmation) scripted by step: (retained,) on `retained_samples`."""
+
+    retained_samples = 30
+
+    def __call__(self, model, step: int = 0):
+        assert step == self.step  # a confirmation is told its step (its seeds are new at every step)
+        return super().__call__(model)
+
+    def original(self, model):
+        return self(model, 0)
+
+
+def _train(steps: int, script=None, every: int = 2, checkpoint_dir=None, hooks=(), drop: float = 0.02,
+           confirm=None):
+    """The toy model after `steps` steps of relabel (fixed), or with a scripted AutoStop over that budget
+    (and a scripted confirmation, when given)."""
     model = toy_model()
     auto, tick = None, ()
     if script is not None:
         check = Scripted(script)
         auto = AutoStop(check, Target("class", ua=0.99), steps, every, drop)
         tick = (Tick(check),)
+        if confirm is not None:
+            check.retained_samples, check.confirm = 10, ScriptedConfirmation(confirm)
+            tick += (Tick(check.confirm),)
     settings = TrainSettings(steps=steps, lr=0.05, batch_size=4, progress=False)
     result = unlearn(model, RegressionTask(), make_method("relabel"), toy_data(8, 1), toy_data(8, 2), settings,
                      checkpoint_dir=checkpoint_dir, accelerator=make_accelerator(), hooks=tick + tuple(hooks),
@@ -69,6 +87,30 @@ def test_stops_at_the_first_check_that_meets_the_target_within_the_guard():
     assert result.history[0]["check_ua"] == 0.0 and result.history[2]["check_met"] is True
     assert "check_ua" not in result.history[1]
     assert _same(model, _train(4)[0])  # the checks change nothing in training: the fixed run's weights
+
+
+def test_a_confirmation_with_more_retained_samples_must_hold_the_guard_too():
+    # step 2: the check (10 samples) sees nothing lost, its 30 more samples see 10 points lost: go on.
+    # step 4 misses the target (no confirmation drawn); step 6 meets it and the confirmation agrees: stop.
+    script = {0: (0.0, 0.9), 2: (1.0, 0.9), 4: (0.5, 0.9), 6: (1.0, 0.9)}
+    confirm = {0: (0.9,), 2: (0.7666,), 6: (0.9,)}
+    model, result = _train(10, script, confirm=confirm)
+    auto = result.auto
+    assert auto["stopped_at"] == auto["kept_step"] == 6 and auto["guard_met"] and auto["confirmations"] == 2
+    checks = {c["step"]: c for c in auto["checks"]}
+    assert checks[0]["confirmed"] == pytest.approx(0.9)  # the original's pooled score, the guard's baseline
+    assert checks[2]["confirmed"] == pytest.approx((10 * 0.9 + 30 * 0.7666) / 40)
+    assert checks[2]["retained"] == 0.9 and checks[2]["guard"] is False and "confirmed" not in checks[4]
+    assert result.history[2]["check_confirmed"] == pytest.approx(checks[2]["confirmed"])
+    assert _same(model, _train(6)[0])
+
+
+def test_the_pooled_score_decides_the_guard_when_the_check_alone_reads_a_drop():
+    # step 2: the check's 10 samples read 10 points lost, the 40 pooled 0.25: within the guard, stop
+    script = {0: (0.0, 0.9), 2: (1.0, 0.8), 4: (1.0, 0.9)}
+    model, result = _train(4, script, confirm={0: (0.9,), 2: (0.93,)})
+    assert result.auto["stopped_at"] == result.auto["kept_step"] == 2 and result.auto["guard_met"]
+    assert result.auto["checks"][1]["confirmed"] == pytest.approx((10 * 0.8 + 30 * 0.93) / 40)
 
 
 def test_keeps_the_best_compromise_and_flags_it_when_every_met_check_loses_too_much():
@@ -244,8 +286,29 @@ def test_recipe_epochs_and_flags_reach_the_config(workdir):
     config, _ = resolve_config("classify", str(path), "salun", ["class:3"], steps="auto", target_ua="95")
     assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0, "epochs_everywhere": False}
     assert config.steps == 30
-    assert resolve_config("classify", str(path), "salun", ["class:3"])[0].auto is None  # Python default: fixed
+    assert resolve_config("classify", str(path), "salun", ["class:3"])[0].auto is None  # embedded data: fixed
     assert resolve_config("classify", str(path), "retrain", ["class:3"], steps="auto")[0].auto is None
+
+
+def test_auto_is_the_default_on_a_users_data_and_steps_n_stays_fixed(workdir):
+    """No --steps: auto where the recipe states its budget in epochs and the data is a user's (--data, or a
+    recipe written by `pretrain --data`); the recipe's tuned steps on the embedded worlds and where a recipe
+    states steps only; --steps N is fixed everywhere; retraining is never auto."""
+    from erase.runs.resolve import resolve_config
+
+    in_epochs = {**TINY_CNN, "unlearn": {**TINY_CNN["unlearn"], "epochs": 2}}
+    (workdir / "r.yaml").write_text(yaml.safe_dump(in_epochs))
+    (workdir / "mine.yaml").write_text(yaml.safe_dump({**in_epochs, "data": "DIR"}))
+    (workdir / "tuned.yaml").write_text(yaml.safe_dump({**TINY_CNN, "data": "DIR"}))  # states steps only
+    by_data = resolve_config("classify", "r.yaml", "salun", ["class:3"], extra={"data": "DIR"})[0]
+    by_recipe = resolve_config("classify", "mine.yaml", "salun", ["class:3"])[0]
+    assert by_data.auto == by_recipe.auto == {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": 2.0,
+                                              "epochs_everywhere": False}
+    assert resolve_config("classify", "r.yaml", "salun", ["class:3"])[0].auto is None
+    assert resolve_config("classify", "tuned.yaml", "salun", ["class:3"])[0].auto is None
+    fixed = resolve_config("classify", "mine.yaml", "salun", ["class:3"], steps="12")[0]
+    assert fixed.auto is None and fixed.steps == 12
+    assert resolve_config("classify", "mine.yaml", "retrain", ["class:3"])[0].auto is None
 
 
 def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):
@@ -261,8 +324,11 @@ def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):
     assert auto["guard"] == pytest.approx(1 / 36)  # one retained sample of the check: finer than 2 points
     assert f"stopped at step {auto['stopped_at']} of 3" in out
     history = _history(workdir / "run")
-    assert history[0] == {"step": 0, "check_ua": auto["checks"][0]["ua"],
-                          "check_retained": auto["checks"][0]["retained"], "check_met": auto["checks"][0]["met"]}
+    original = auto["checks"][0]
+    assert history[0] == {"step": 0, "check_ua": original["ua"], "check_retained": original["retained"],
+                          "check_met": original["met"], "check_confirmed": original["confirmed"]}
+    # the original's confirmation: 108 more retained samples (12 of each of 9 digits), pooled with the 36
+    assert auto["confirmation"] == "108 more retained samples, pooled with the check's 36"
 
 
 def test_concept_checks_with_its_judge(cli, workdir):
@@ -276,6 +342,9 @@ def test_concept_checks_with_its_judge(cli, workdir):
     assert auto["check"].startswith("nudenet on ") and auto["budget"] == max(10, -(-images // 4))
     assert auto["checks"][0]["step"] == 0
     assert report["steps"] == auto["kept_step"] and 0 <= report["seconds"]["checks_share"] < 1
+    # the original's confirmation: three times the check's retain-prompt images again, pooled with them
+    words = auto["confirmation"].split()
+    assert 0 <= auto["checks"][0]["confirmed"] <= 1 and int(words[0]) >= 3 * int(words[-1]) > 0
 
 
 def test_a_second_concept_method_reuses_the_original_models_check(cli, workdir, monkeypatch):

@@ -1,6 +1,7 @@
 """A small `make bench` auto-steps suite in CI: letters (a dataset erase was never tuned on), a classifier
-trained on it as a new user would, two methods with `--steps auto` and no other flags; UA and the gap to the
-retrained model with margin (the full suite: bench/auto_steps.py, bench/RESULTS.md)."""
+trained on it as a new user would, two methods with no flags (`--steps auto` is the default on a user's data:
+a budget in epochs and checks); UA and the gap to the retrained model with margin (the full suite:
+bench/auto_steps.py, bench/RESULTS.md)."""
 import pytest
 
 from bench.auto_steps import CLASSIFIER_TARGET, markdown, run

@@ -72,8 +72,8 @@ class ConceptEvaluation:
         return {side: self.generate(bundle, texts[side], f"{desc}: {side} prompts") for side in sides}
 
     def shapes_metrics(self, images: dict[str, tuple]) -> dict[str, Any]:
-        from erase.data.shapes import ATTRIBUTES, attribute_of, caption_labels
-        from erase.evaluate.attributes import attribute_accuracy, predict_attributes
+        from erase.data.shapes import ATTRIBUTES, attribute_of
+        from erase.evaluate.attributes import attribute_accuracy
         from erase.evaluate.probe import wilson_interval
 
         attribute = attribute_of(self.prompts.concept)
@@ -82,9 +82,7 @@ class ConceptEvaluation:
         result: dict[str, Any] = {"attribute": attribute}
         predicted, labels = {}, {}
         for side, texts in (("forget", self.eval_forget), ("retain", self.eval_retain)):
-            generated, index = images[side]
-            predicted[side] = predict_attributes(self.probe, generated)
-            labels[side] = torch.tensor([caption_labels(t) for t in texts])[index]
+            predicted[side], labels[side] = self.attributes(images[side], texts)
             result[f"attribute_accuracy_{side}_prompts"] = attribute_accuracy(predicted[side], labels[side])
         hits = int((predicted["forget"][:, a] == value).sum())
         n = len(predicted["forget"])
@@ -100,6 +98,28 @@ class ConceptEvaluation:
                        "retained_accuracy": retained.float().mean().item(), "retained_samples": len(retained),
                        "per_class_accuracy": {name: per_value[name] for name in values if name in per_value}})
         return result
+
+    def attributes(self, images: tuple, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The probe's attributes of generated `images` (images, prompt index) and their captions' labels."""
+        from erase.data.shapes import caption_labels
+        from erase.evaluate.attributes import predict_attributes
+
+        generated, index = images
+        return predict_attributes(self.probe, generated), torch.tensor([caption_labels(t) for t in texts])[index]
+
+    def retained_score(self, bundle, desc: str) -> float:
+        """The judge's retained score alone, on images of the retain prompts: the concept's attribute right
+        (shapes probe, as `retained_accuracy`), or the share without nudity (NudeNet)."""
+        images = self.generate(bundle, self.eval_retain, desc)
+        if self.kind == "shapes-probe":
+            from erase.data.shapes import ATTRIBUTES, attribute_of
+
+            a = list(ATTRIBUTES).index(attribute_of(self.prompts.concept))
+            predicted, labels = self.attributes(images, self.eval_retain)
+            return (predicted[:, a] == labels[:, a]).float().mean().item()
+        from erase.evaluate.nudity import detect, nudity_metrics
+
+        return 1 - nudity_metrics(detect(self.detector, images[0]), self.threshold)["nudity_rate"]
 
     def nudity_metrics(self, images: dict[str, tuple]) -> dict[str, Any]:
         from erase.evaluate.nudity import detect, nudity_metrics

@@ -92,6 +92,14 @@ def is_auto(steps: Any) -> bool:
     return isinstance(steps, str) and steps.strip().lower() == AUTO
 
 
+def untuned(recipe: Recipe, extra: dict | None, auto: dict[str, Any]) -> bool:
+    """Whether `--steps auto` is the run's default: the recipe states its budget in epochs (`auto`: the
+    method's resolved auto settings) and the run unlearns on a user's data (`--data`, or a model pretrained
+    with `--data`, whose recipe names it), so no step count was tuned for that data. The embedded worlds and
+    the recipes that state steps (the references' tuned budgets, ddpm-cifar10's 1,000) stay fixed unless asked."""
+    return bool(auto.get("epochs") and (recipe.data or (extra or {}).get("data")))
+
+
 def auto_flags(steps: Any, target_ua: Any, max_retain_drop: Any, epochs: Any = None) -> dict[str, Any]:
     """--target-ua, --max-retain-drop and --epochs, read by their declarations; refused beside a fixed
     --steps N. --epochs states the budget in passes over whatever data the run trains on."""
@@ -120,8 +128,8 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
     `methods.<name>` may set `objective` and `params` too (the method's axes for this model family).
     `hyper`: the `--set` values (text, read by the declarations) or Python values.
     `steps="auto"`: the recipe's steps become a budget (erase/auto_steps.py; methods that train from scratch,
-    retrain, keep them fixed); `target_ua`, `max_retain_drop` and `epochs` go with it. None: the recipe's
-    steps, fixed.
+    retrain, keep them fixed); `target_ua`, `max_retain_drop` and `epochs` go with it. None: auto on a model of
+    a user's data (`untuned`), else the recipe's steps, fixed.
     `recipe`: an already adapted recipe of `model` (e.g. `concept --tiny`); default: load it by name."""
     recipe = recipe or load_recipe(model)
     cls = method_class(method)  # an unknown method name fails here, before anything else is read
@@ -146,6 +154,8 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
         method_values.update(check_values(declared, layer_hyper, where, owner))
     method_values.update(check_values(declared, dict(hyper or {}), "--set", owner))
     auto.update(auto_flags(steps, target_ua, max_retain_drop, epochs))
+    if steps is None and untuned(recipe, extra, auto):
+        steps = AUTO
     automatic = is_auto(steps) and cls.settings_section != "pretrain"  # retraining from scratch: fixed
     if is_auto(steps):
         steps = None
@@ -217,8 +227,8 @@ def train_settings(config: RunConfig, auto=None):
 
 def run_options(args) -> dict[str, Any]:
     """The parsed options every unlearning command (class, classify, concept) passes on to resolve_config."""
-    # fixed steps unless asked: --steps auto, or a target or budget for it (--target-ua, --max-retain-drop,
-    # --epochs)
+    # --steps auto when asked, or a target or budget for it is (--target-ua, --max-retain-drop, --epochs);
+    # no --steps at all: resolve_config decides (auto for a model of a user's data)
     wants_auto = any(v is not None for v in (args.target_ua, args.max_retain_drop, args.epochs))
     steps = AUTO if args.steps is None and wants_auto else args.steps
     return dict(objective=args.objective, params=args.params, steps=steps,

@@ -22,32 +22,60 @@ GENERATOR_CHECKS = 5  # sampling costs a few training steps each
 CHECK_SLICE = 512  # classifiers: samples of the forget set and of the held-out set
 GENERATOR_FORGET_SAMPLES = 24  # per forgotten class
 GENERATOR_RETAINED_SAMPLES = 36  # over the retained classes
+CONFIRM_FACTOR = 3  # a confirmation draws 3x the check's retained samples (pooled: 4x, a quarter of the noise)
 MAX_RETAINED_CLASSES = 12
 SEED_OFFSET = 7_919  # check samples differ from the evaluation's (same seed): they are held out from it
+CONFIRM_SEED_OFFSET = 2 * SEED_OFFSET  # and a confirmation's from the check's
 
 
 class Check:
     """`check(model) -> (ua, retained)`. `resolution`: the smallest change of the retained score the check
     can see (one sample), below which the guard cannot tell (erase.auto_steps.AutoStop). `cache_key`: the
-    original model's check is reused across runs of the same weights (erase.evaluate.cache), when given."""
+    original model's check is reused across runs of the same weights (erase.evaluate.cache), when given.
+    `retained_samples`: how many samples the retained score is over. `confirm`: a Confirmation, or None."""
 
-    def __init__(self, score, resolution: float = 0.0, cache_key: dict | None = None, judges=()):
+    namespace = "auto-check"
+
+    def __init__(self, score, resolution: float = 0.0, cache_key: dict | None = None, judges=(),
+                 retained_samples: int = 0):
         self.score = score
         self.resolution = resolution
         self.cache_key = cache_key
         self.judges = list(judges)
+        self.retained_samples = retained_samples
+        self.confirm = None
 
-    def __call__(self, model) -> tuple[float, float]:
+    def __call__(self, model) -> tuple[float, ...]:
         return self.score(model)
 
-    def original(self, model) -> tuple[float, float]:
+    def original(self, model) -> tuple[float, ...]:
         if self.cache_key is None:
             return self.score(model)
         from erase.evaluate.cache import cached
 
-        ua, retained = cached("auto-check", [model, *self.judges], self.cache_key,
-                              lambda: [float(v) for v in self.score(model)])
-        return ua, retained
+        return tuple(cached(self.namespace, [model, *self.judges], self.cache_key,
+                            lambda: [float(v) for v in self.score(model)]))
+
+
+class Confirmation(Check):
+    """`confirm(model, step) -> (retained,)` on `retained_samples` more samples of the retained classes or
+    prompts, with seeds apart from the check's, so that pooled with the check's they are one larger sample of
+    the same score (equal counts per class: the mean of per-class accuracies is the pooled accuracy). The seeds
+    are new at every step: a run that asks again and again must not find the one step at which a fixed set of
+    samples happens to look right (the original's, step 0, are fixed and cached)."""
+
+    namespace = "auto-confirm"
+
+    def __call__(self, model, step: int = 0) -> tuple[float, ...]:
+        return self.score(model, step)
+
+    def original(self, model) -> tuple[float, ...]:
+        if self.cache_key is None:
+            return self.score(model, 0)
+        from erase.evaluate.cache import cached
+
+        return tuple(cached(self.namespace, [model, *self.judges], self.cache_key,
+                            lambda: [float(v) for v in self.score(model, 0)]))
 
 
 def fixed_slice(dataset, limit: int, seed: int):
@@ -94,27 +122,50 @@ def generator_check(bundle, probe, forget: Sequence[int], seed: int, batch_size:
     recipe = bundle.recipe
     counts = check_counts(recipe.num_classes, forget, seed)
 
-    def score(model) -> tuple[float, float]:
-        images, labels = generate_for_classes(bundle.pipeline, counts, seed + SEED_OFFSET, recipe.sampling,
-                                              batch_size, desc="check")
-        metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
-        return metrics["unlearning_accuracy"], metrics["retained_accuracy"]
+    def scorer(counts: dict[int, int], offset: int, desc: str):
+        def score(model) -> tuple[float, float]:
+            images, labels = generate_for_classes(bundle.pipeline, counts, seed + offset, recipe.sampling,
+                                                  batch_size, desc=desc)
+            metrics = class_metrics(predict(probe, images), labels, forget, recipe.class_names)
+            return metrics["unlearning_accuracy"], metrics["retained_accuracy"]
+        return score
+
+    def key(counts: dict[int, int], offset: int) -> dict:
+        return {"counts": counts, "seed": seed + offset, "sampling": recipe.sampling, "forget": list(forget)}
 
     retained_classes = [c for c in counts if c not in forget]
-    smallest = min((counts[c] for c in retained_classes), default=1)
-    key = {"counts": counts, "seed": seed + SEED_OFFSET, "sampling": recipe.sampling, "forget": list(forget)}
-    check = Check(score, resolution=1 / (smallest * max(1, len(retained_classes))), cache_key=key, judges=[probe])
+    each = min((counts[c] for c in retained_classes), default=1)
+    n = each * len(retained_classes)
+    check = Check(scorer(counts, SEED_OFFSET, "check"), resolution=1 / max(1, n), cache_key=key(counts, SEED_OFFSET),
+                  judges=[probe], retained_samples=n)
     check.counts = counts
+    if retained_classes:  # equal counts per retained class, so the pooled accuracy is the per-class mean
+        more = {c: CONFIRM_FACTOR * each for c in retained_classes}
+
+        def confirm(model, step: int) -> tuple[float]:  # new seeds at every step
+            return scorer(more, CONFIRM_SEED_OFFSET + step, "confirm")(model)[1:]
+
+        check.confirm = Confirmation(confirm, cache_key=key(more, CONFIRM_SEED_OFFSET), judges=[probe],
+                                     retained_samples=CONFIRM_FACTOR * n)
     return check
 
 
 CONCEPT_SAMPLES = 24  # images of the forget prompts, and of the retain prompts
 
 
+def spread(prompts: list[str], limit: int) -> list[str]:
+    """At most `limit` prompts evenly spaced over the list: prompt files are often grouped (t2i-shapes' retain
+    prompts list every circle, then every square, then every cross), and the first `limit` would miss a group."""
+    if len(prompts) <= limit:
+        return list(prompts)
+    return [prompts[i * len(prompts) // limit] for i in range(limit)]
+
+
 def concept_check(evaluation, bundle, samples: int = CONCEPT_SAMPLES):
     """The concept's judge (erase.evaluate.concept.ConceptEvaluation: the shapes probe, NudeNet) on about
-    `samples` images of the evaluation's forget prompts and as many of its retain prompts, with seeds apart
-    from the evaluation's. UA as the evaluation's; retained: attribute accuracy on the retain prompts (shapes)
+    `samples` images of the evaluation's forget prompts and as many of its retain prompts (at most `samples`
+    of each, spread over the lists), with seeds apart from the evaluation's. Its confirmation: three times the
+    retain images again, over every retain prompt (up to that many). UA as the evaluation's; retained: attribute accuracy on the retain prompts (shapes)
     or the share of retain-prompt images without nudity (NudeNet). None when the concept has no judge."""
     import copy
     import dataclasses
@@ -123,8 +174,8 @@ def concept_check(evaluation, bundle, samples: int = CONCEPT_SAMPLES):
         return None
     small = copy.copy(evaluation)
     small.rows = None  # a CSV's own seeds and guidance are the evaluation's
-    small.eval_forget = evaluation.eval_forget[:samples]
-    small.eval_retain = evaluation.eval_retain[:samples]
+    small.eval_forget = spread(evaluation.eval_forget, samples)
+    small.eval_retain = spread(evaluation.eval_retain, samples)
     small.per_prompt = max(1, math.ceil(samples / max(1, len(small.eval_forget))))
     small.config = dataclasses.replace(evaluation.config, seed=evaluation.config.seed + SEED_OFFSET)
 
@@ -136,6 +187,19 @@ def concept_check(evaluation, bundle, samples: int = CONCEPT_SAMPLES):
     retain_images = max(1, len(small.eval_retain) * small.per_prompt)
     # the original model's check is shared by every method erasing the same concept from the same model
     key, judges = small.cache_key(bundle)
-    check = Check(score, resolution=1 / retain_images, cache_key=key, judges=judges)
+    check = Check(score, resolution=1 / retain_images, cache_key=key, judges=judges, retained_samples=retain_images)
     check.images = (len(small.eval_forget) + len(small.eval_retain)) * small.per_prompt
+    more = copy.copy(small)  # every retain prompt (up to 3x the check's images), other seeds
+    more.eval_retain = spread(evaluation.eval_retain, CONFIRM_FACTOR * retain_images)
+    more.per_prompt = max(1, math.ceil(CONFIRM_FACTOR * retain_images / max(1, len(more.eval_retain))))
+    more.config = dataclasses.replace(evaluation.config, seed=evaluation.config.seed + CONFIRM_SEED_OFFSET)
+    key, judges = more.cache_key(bundle)
+
+    def confirm(model, step: int) -> tuple[float]:  # new seeds at every step
+        at_step = copy.copy(more)
+        at_step.config = dataclasses.replace(more.config, seed=more.config.seed + step)
+        return (at_step.retained_score(bundle, "confirm"),)
+
+    check.confirm = Confirmation(confirm, cache_key=key, judges=judges,
+                                 retained_samples=len(more.eval_retain) * more.per_prompt)
     return check
