@@ -145,17 +145,19 @@ def test_last_check_kept_leaves_the_final_weights():
     assert _same(model, _train(7)[0])
 
 
-def test_resumed_auto_run_equals_an_unbroken_one(tmp_path):
+@pytest.mark.parametrize("confirm", [None, {0: (0.9,), 2: (0.5,), 6: (0.7,), 8: (0.6,), 10: (0.7,)}])
+def test_resumed_auto_run_equals_an_unbroken_one(tmp_path, confirm):
     script = {0: (0.0, 0.9), 2: (1.0, 0.5), 4: (0.5, 0.9), 6: (1.0, 0.7), 8: (1.0, 0.6), 10: (1.0, 0.7)}
-    unbroken, whole = _train(10, script)
+    unbroken, whole = _train(10, script, confirm=confirm)
     with pytest.raises(Interrupted):  # checkpoint after step 7: checks 0-6 and the kept weights are in it
-        _train(10, script, checkpoint_dir=tmp_path / "ck", hooks=(InterruptAfter(6),))
-    resumed, result = _train(10, script, checkpoint_dir=tmp_path / "ck")
+        _train(10, script, checkpoint_dir=tmp_path / "ck", hooks=(InterruptAfter(6),), confirm=confirm)
+    resumed, result = _train(10, script, checkpoint_dir=tmp_path / "ck", confirm=confirm)
     assert result.resumed_from == 7 and _same(unbroken, resumed)
     drop = ("seconds",)
     assert {k: v for k, v in result.auto.items() if k not in drop} == \
         {k: v for k, v in whole.auto.items() if k not in drop}
     assert result.history == whole.history
+    assert (whole.auto["confirmations"] == 4) == (confirm is not None)  # steps 2, 6, 8, 10 met the target
 
 
 @pytest.mark.parametrize("target, ua, retained, met", [
