@@ -92,7 +92,8 @@ def loss_curves(histories: Sequence[tuple[str, list[dict[str, float]]]], path: P
 
 
 def check_panel(ax, histories: Sequence[tuple[str, list[dict[str, float]]]]) -> None:
-    """`--steps auto`: the held-out check's UA (solid) and retained score (dashed) at each check."""
+    """`--steps auto`: the held-out check's UA (solid) and retained score (dashed) at each check, and the
+    pooled score of each confirmation (triangles)."""
     for colour, (label, history) in enumerate(histories):
         points = [(r["step"], r["check_ua"], r["check_retained"]) for r in history if "check_ua" in r]
         if not points:
@@ -101,6 +102,10 @@ def check_panel(ax, histories: Sequence[tuple[str, list[dict[str, float]]]]) -> 
         ax.plot(steps, ua, color=f"C{colour}", marker="o", markersize=3, label=f"{label}: UA")
         ax.plot(steps, retained, color=f"C{colour}", marker="s", markersize=3, linestyle="--",
                 label=f"{label}: retained")
+        confirmed = [(r["step"], r["check_confirmed"]) for r in history if "check_confirmed" in r]
+        if confirmed:  # the pooled retained score of the checks that drew a confirmation
+            ax.plot(*zip(*confirmed), color=f"C{colour}", marker="^", markersize=5, linestyle="none",
+                    label=f"{label}: retained, confirmed")
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("held-out check (--steps auto)")
     ax.set_xlabel("step")
