@@ -66,6 +66,7 @@ def classifier_rows(data: Path, work: Path, forget: str, methods, pretrain_steps
         rows[method] = {key: unlearned[key] for key in ("unlearning_accuracy", "retained_accuracy",
                                                         "test_accuracy", "mia_efficacy")}
         rows[method].update(avg_gap=r["avg_gap"], steps=r["steps"], budget=auto.get("budget"),
+                            by_default=auto.get("by_default"),
                             stopped_at=auto.get("stopped_at"), target_met=auto.get("target_met"),
                             note=auto.get("note"), checks_share=r["seconds"].get("checks_share"),
                             unlearn_seconds=r["seconds"]["unlearn"],

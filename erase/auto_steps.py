@@ -39,6 +39,8 @@ SETTINGS = by_name((
           "data); none: the recipe's steps", gt=0, optional=True),
     Bool("epochs_everywhere", False, "--steps auto: the epochs budget applies to the embedded worlds' data and "
          "to a concept's generated images too (set by --epochs)"),
+    Bool("by_default", False, "--steps auto was not asked for: it is the default on a model of a user's data "
+         "whose recipe states epochs (recorded, not set)"),
 ))
 
 
@@ -91,7 +93,7 @@ class AutoStop:
     dict of floats over processes (each scores the same weights, so they agree)."""
 
     def __init__(self, check: Callable, target: Target, total: int, every: int, max_retain_drop: float,
-                 reduce: Callable[[dict], dict] | None = None, label: str = "check"):
+                 reduce: Callable[[dict], dict] | None = None, label: str = "check", by_default: bool = False):
         self.check = check
         self.target = target
         self.total = total
@@ -99,6 +101,7 @@ class AutoStop:
         self.max_retain_drop = max_retain_drop
         self.reduce = reduce
         self.label = label  # what the check is, for EVAL.json
+        self.by_default = by_default  # auto without --steps auto (a user's data), for the report
         self.checks: list[dict[str, Any]] = []
         self.kept: dict[str, Any] | None = None  # the kept check's weights (on the CPU)
         self.kept_step: int | None = None
@@ -205,7 +208,7 @@ class AutoStop:
         return {"budget": self.total, "every": self.every, "target": self.target.describe(),
                 "target_ua": self.target.ua if self.target.kind != "random" else None,
                 "max_retain_drop": self.max_retain_drop, "guard": self.guard, "check": self.label,
-                "stopped_at": stopped_at,
+                "stopped_at": stopped_at, "by_default": self.by_default,
                 "confirmation": None if self.confirm is None else
                 f"{self.confirm.retained_samples} more retained samples, pooled with the check's "
                 f"{self.check.retained_samples}",
@@ -241,4 +244,4 @@ def auto_stop(config, check: Callable, kind: str, train_size: int, checks: int, 
         if config.auto.get("epochs") else total
     target = Target("class" if kind == "class" else "random", ua=config.auto["target_ua"] / 100)
     return AutoStop(check, target, total, check_every(min(total, one_pass), checks),
-                    config.auto["max_retain_drop"] / 100, label=label)
+                    config.auto["max_retain_drop"] / 100, label=label, by_default=bool(config.auto.get("by_default")))

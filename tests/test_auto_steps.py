@@ -225,7 +225,7 @@ def test_classify_auto_reports_the_checks(auto_run):
     auto = report["auto_steps"]
     config = yaml.safe_load((folder / "config.yaml").read_text())
     assert config["auto"] == {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": None,
-                              "epochs_everywhere": False} and config["steps"] == 30
+                              "epochs_everywhere": False, "by_default": False} and config["steps"] == 30
     assert auto["budget"] == 30 and auto["every"] == 3 and report["steps"] == auto["kept_step"] >= 1
     assert auto["stopped_at"] <= 30 and auto["checks"][0]["step"] == 0
     assert auto["original"]["ua"] == pytest.approx(report["metrics"]["original"]["unlearning_accuracy"])
@@ -286,7 +286,8 @@ def test_recipe_epochs_and_flags_reach_the_config(workdir):
     path = workdir / "r.yaml"
     path.write_text(yaml.safe_dump({**TINY_CNN, "unlearn": {**TINY_CNN["unlearn"], "epochs": 2}}))
     config, _ = resolve_config("classify", str(path), "salun", ["class:3"], steps="auto", target_ua="95")
-    assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0, "epochs_everywhere": False}
+    assert config.auto == {"target_ua": 95.0, "max_retain_drop": 2.0, "epochs": 2.0, "epochs_everywhere": False,
+                           "by_default": False}
     assert config.steps == 30
     assert resolve_config("classify", str(path), "salun", ["class:3"])[0].auto is None  # embedded data: fixed
     assert resolve_config("classify", str(path), "retrain", ["class:3"], steps="auto")[0].auto is None
@@ -305,12 +306,25 @@ def test_auto_is_the_default_on_a_users_data_and_steps_n_stays_fixed(workdir):
     by_data = resolve_config("classify", "r.yaml", "salun", ["class:3"], extra={"data": "DIR"})[0]
     by_recipe = resolve_config("classify", "mine.yaml", "salun", ["class:3"])[0]
     assert by_data.auto == by_recipe.auto == {"target_ua": 99.0, "max_retain_drop": 2.0, "epochs": 2.0,
-                                              "epochs_everywhere": False}
+                                              "epochs_everywhere": False, "by_default": True}
+    asked = resolve_config("classify", "mine.yaml", "salun", ["class:3"], steps="auto")[0]
+    assert asked.auto["by_default"] is False
     assert resolve_config("classify", "r.yaml", "salun", ["class:3"])[0].auto is None
     assert resolve_config("classify", "tuned.yaml", "salun", ["class:3"])[0].auto is None
     fixed = resolve_config("classify", "mine.yaml", "salun", ["class:3"], steps="12")[0]
     assert fixed.auto is None and fixed.steps == 12
     assert resolve_config("classify", "mine.yaml", "retrain", ["class:3"])[0].auto is None
+
+
+def test_the_console_says_when_auto_was_the_default(capsys):
+    from erase.runs.console import print_auto_steps
+
+    auto = {"stopped_at": 6, "budget": 150, "kept_step": 6, "note": "target met at step 6"}
+    for by_default in (False, True):
+        print_auto_steps({"auto_steps": {**auto, "by_default": by_default}, "seconds": {"checks_share": 0.5}})
+    asked, default = capsys.readouterr().out.splitlines()
+    assert "default" not in asked and default.endswith("[the default on a model of your own data; --steps N runs "
+                                                       "exactly N]")
 
 
 def test_class_on_a_generator_checks_with_the_probe(cli, tiny_recipe, workdir):

@@ -20,6 +20,7 @@ def test_methods_with_no_flags_forget_and_stay_near_the_retrained_model(results)
         assert row["unlearning_accuracy"] >= 0.99, method
         assert row["avg_gap"] <= 2 * CLASSIFIER_TARGET["avg_gap"], (method, row)  # 2 points, with margin
         assert 1 <= row["steps"] <= row["stopped_at"] <= row["budget"] == 10, row  # 2 epochs of 320 images
+        assert row["by_default"] is True  # no --steps: auto because the model is of a user's data
 
 
 def test_the_table_has_a_row_per_method(results):

@@ -33,8 +33,9 @@ def print_auto_steps(report: dict[str, Any]) -> None:
     if not auto:
         return
     share = report["seconds"].get("checks_share")
+    default = " [the default on a model of your own data; --steps N runs exactly N]" if auto.get("by_default") else ""
     print(f"steps auto: stopped at step {auto['stopped_at']} of {auto['budget']}, kept step {auto['kept_step']}; "
-          f"{auto['note']} (checks: {share:.0%} of the unlearning time)")
+          f"{auto['note']} (checks: {share:.0%} of the unlearning time){default}")
 
 
 def print_metrics(report: dict[str, Any]) -> None:

@@ -155,7 +155,7 @@ def resolve_config(command: str, model: str, method: str, target: list[str], *, 
     method_values.update(check_values(declared, dict(hyper or {}), "--set", owner))
     auto.update(auto_flags(steps, target_ua, max_retain_drop, epochs))
     if steps is None and untuned(recipe, extra, auto):
-        steps = AUTO
+        steps, auto["by_default"] = AUTO, True
     automatic = is_auto(steps) and cls.settings_section != "pretrain"  # retraining from scratch: fixed
     if is_auto(steps):
         steps = None
