@@ -30,6 +30,7 @@ def test_ua_ra_ta_on_toy_predictions():
     lo, hi = out["unlearning_accuracy_ci95"]
     assert lo < 0.75 < hi
     assert 0 <= out["mia_efficacy"] <= 1 and out["mia_efficacy"] == out["mia"]["confidence"]
+    assert set(out["mia_shadow_accuracy"]) == set(out["mia"]) and 0 <= out["mia_shadow_accuracy"]["confidence"] <= 1
 
 
 def test_entropy_and_modified_entropy_by_hand():
@@ -62,6 +63,15 @@ def test_shadow_attack_calls_low_confidence_non_member():
     # half and half
     target = np.concatenate([np.full((5, 1), 0.995), np.full((5, 1), 0.32)])
     assert non_member_rate(members, non_members, target) == 0.5
+
+
+def test_the_attacks_own_accuracy_says_whether_it_can_tell_members_apart():
+    from erase.evaluate.mia import fit_attack
+
+    members = np.full((50, 1), 0.99) + np.linspace(0, 0.005, 50)[:, None]
+    assert fit_attack(members, np.full((50, 1), 0.3) + np.linspace(0, 0.1, 50)[:, None])[1] == 1.0
+    # a model that fits its test set as well as its training set: members and non-members look the same
+    assert fit_attack(members, members.copy())[1] == pytest.approx(0.5)
 
 
 def test_gap_to_retrain_and_its_average():

@@ -52,7 +52,7 @@ def scores(forget: tuple, retain: tuple, test: tuple, class_names: Sequence[str]
     (f_probs, f_labels), (r_probs, r_labels), (t_probs, t_labels) = forget, retain, test
     all_probs, all_labels = test_all if test_all is not None else test
     shadow = min(len(t_labels), len(r_labels))
-    mia = mia_efficacy(r_probs[:shadow], r_labels[:shadow], t_probs, t_labels, f_probs, f_labels)
+    mia, mia_shadow = mia_efficacy(r_probs[:shadow], r_labels[:shadow], t_probs, t_labels, f_probs, f_labels)
     forget_errors = int((f_probs.argmax(1) != f_labels).sum())
     return {
         "unlearning_accuracy": forget_errors / len(f_labels),
@@ -61,6 +61,7 @@ def scores(forget: tuple, retain: tuple, test: tuple, class_names: Sequence[str]
         "test_accuracy": accuracy(t_probs, t_labels),
         "mia_efficacy": mia["confidence"],
         "mia": mia,
+        "mia_shadow_accuracy": mia_shadow,  # near 0.5: the attack cannot tell members apart, MIA means nothing
         "forget_samples": len(f_labels),
         "retain_samples": len(r_labels),
         "test_samples": len(t_labels),

@@ -47,22 +47,34 @@ def features(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]
     }
 
 
-def non_member_rate(member: np.ndarray, non_member: np.ndarray, target: np.ndarray) -> float:
-    """Fit the SVC on member (1) vs non-member (0) rows; the fraction of `target` rows predicted 0."""
+def fit_attack(member: np.ndarray, non_member: np.ndarray):
+    """The SVC fitted on member (1) vs non-member (0) rows, and its accuracy on those rows (the shadow sets are
+    of equal size, so 50 % is chance: an attack that cannot tell its own members apart says nothing)."""
     from sklearn.svm import SVC
 
     x = np.concatenate([member, non_member]).reshape(len(member) + len(non_member), -1)
     y = np.concatenate([np.ones(len(member)), np.zeros(len(non_member))])
     attack = SVC(C=3, gamma="auto", kernel="rbf")
     attack.fit(x, y)
+    return attack, float(attack.score(x, y))
+
+
+def non_member_rate(member: np.ndarray, non_member: np.ndarray, target: np.ndarray, attack=None) -> float:
+    """Fit the SVC on member (1) vs non-member (0) rows; the fraction of `target` rows predicted 0."""
+    attack = attack if attack is not None else fit_attack(member, non_member)[0]
     return float(1 - attack.predict(target.reshape(len(target), -1)).mean())
 
 
 def mia_efficacy(member_probs: torch.Tensor, member_labels: torch.Tensor, non_member_probs: torch.Tensor,
                  non_member_labels: torch.Tensor, forget_probs: torch.Tensor,
-                 forget_labels: torch.Tensor) -> dict[str, float]:
-    """MIA-efficacy on the forget set for every attack feature (SalUn's SVC_MIA with target_train=None)."""
+                 forget_labels: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
+    """MIA-efficacy on the forget set for every attack feature (SalUn's SVC_MIA with target_train=None), and
+    each attack's accuracy on its own shadow data."""
     shadow_in = features(member_probs, member_labels)
     shadow_out = features(non_member_probs, non_member_labels)
     target = features(forget_probs, forget_labels)
-    return {name: non_member_rate(shadow_in[name], shadow_out[name], target[name]) for name in FEATURES}
+    rates, shadow_accuracy = {}, {}
+    for name in FEATURES:
+        attack, shadow_accuracy[name] = fit_attack(shadow_in[name], shadow_out[name])
+        rates[name] = non_member_rate(shadow_in[name], shadow_out[name], target[name], attack)
+    return rates, shadow_accuracy
