@@ -44,12 +44,17 @@ SETTINGS = by_name((
 ))
 
 
+def users_data(recipe, extra: dict | None) -> bool:
+    """Whether the run unlearns on a user's folder: `--data`, or a model trained on one (its recipe names it)."""
+    return bool(recipe.data or (extra or {}).get("data"))
+
+
 def own_data_size(recipe, config, size: int) -> int:
-    """`size` (the training data the run unlearns on) when that data is a user's folder (--data, or a model
-    trained on one) or the budget was given in epochs on the command line (--epochs), else 0: the embedded
-    worlds keep the steps their recipes were tuned with."""
+    """`size` (the training data the run unlearns on) when that data is a user's folder (users_data) or the
+    budget was given in epochs on the command line (--epochs), else 0: the embedded worlds and a concept's
+    generated images keep the steps their recipes were tuned with."""
     given = bool(config.auto and config.auto.get("epochs_everywhere"))
-    return size if (config.extra.get("data") or recipe.data or given) else 0
+    return size if (users_data(recipe, config.extra) or given) else 0
 
 
 def budget(steps: int, auto: dict[str, Any], train_size: int, batch_size: int) -> int:
@@ -126,13 +131,10 @@ class AutoStop:
         if self.confirm is not None and (step == 0 or record["met"]):
             self.confirmed(model, record)
         model.train(training)
-        if step > 0:
-            best = self.best()
-            self.checks.append(record)
-            if best is None or self.rank(record) > self.rank(best):
-                self.keep(model, step)
-        else:
-            self.checks.append(record)
+        best = self.best()  # among the earlier trained checks; the step-0 check (the original) is never kept
+        self.checks.append(record)
+        if step > 0 and (best is None or self.rank(record) > self.rank(best)):
+            self.keep(model, step)
         record["stop"] = bool(record["met"] and record.get("guard"))
         self.seconds += time.perf_counter() - started
         return record

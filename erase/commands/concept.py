@@ -90,7 +90,7 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
         check_out_folder(config.out, overwrite)
     import torch
 
-    from erase.auto_steps import auto_stop
+    from erase.auto_steps import auto_stop, own_data_size
     from erase.data.concept_sets import concept_data
     from erase.evaluate.concept import ConceptEvaluation
     from erase.models import load_generator
@@ -128,8 +128,8 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
         print(f"erase concept: --steps auto needs a judge of {concept!r} (NudeNet, the shapes probe): running the "
               f"recipe's {config.steps} steps", file=sys.stderr)
     elif config.auto:  # a concept's data are generated: the recipe's steps are the budget, unless --epochs
-        size = len(forget_set) + (len(retain_set) if retain_set else 0)
-        auto = auto_stop(config, check, "class", size if config.auto.get("epochs_everywhere") else 0, GENERATOR_CHECKS,
+        size = own_data_size(recipe, config, len(forget_set) + (len(retain_set) if retain_set else 0))
+        auto = auto_stop(config, check, "class", size, GENERATOR_CHECKS,
                          f"{evaluation.kind} on {check.images} images of the forget and retain prompts")
     unlearn_and_evaluate(run_folder, config, bundle, task, method, forget_set, retain_set, evaluation, target,
                          command_line, started, extra, auto=auto)

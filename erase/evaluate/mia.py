@@ -59,10 +59,14 @@ def fit_attack(member: np.ndarray, non_member: np.ndarray):
     return attack, float(attack.score(x, y))
 
 
-def non_member_rate(member: np.ndarray, non_member: np.ndarray, target: np.ndarray, attack=None) -> float:
-    """Fit the SVC on member (1) vs non-member (0) rows; the fraction of `target` rows predicted 0."""
-    attack = attack if attack is not None else fit_attack(member, non_member)[0]
+def called_non_members(attack, target: np.ndarray) -> float:
+    """The fraction of `target` rows a fitted attack predicts 0 (non-member)."""
     return float(1 - attack.predict(target.reshape(len(target), -1)).mean())
+
+
+def non_member_rate(member: np.ndarray, non_member: np.ndarray, target: np.ndarray) -> float:
+    """Fit the SVC on member (1) vs non-member (0) rows; the fraction of `target` rows predicted 0."""
+    return called_non_members(fit_attack(member, non_member)[0], target)
 
 
 def mia_efficacy(member_probs: torch.Tensor, member_labels: torch.Tensor, non_member_probs: torch.Tensor,
@@ -76,5 +80,5 @@ def mia_efficacy(member_probs: torch.Tensor, member_labels: torch.Tensor, non_me
     rates, shadow_accuracy = {}, {}
     for name in FEATURES:
         attack, shadow_accuracy[name] = fit_attack(shadow_in[name], shadow_out[name])
-        rates[name] = non_member_rate(shadow_in[name], shadow_out[name], target[name], attack)
+        rates[name] = called_non_members(attack, target[name])
     return rates, shadow_accuracy

@@ -15,6 +15,7 @@ from typing import Any
 
 from erase.auto_steps import AUTO
 from erase.auto_steps import SETTINGS as AUTO_SETTINGS
+from erase.auto_steps import users_data
 from erase.config import Recipe, RunConfig, check_positive, load_recipe
 from erase.errors import UserError
 from erase.evaluate.fid_weights import inception_setting
@@ -94,10 +95,10 @@ def is_auto(steps: Any) -> bool:
 
 def untuned(recipe: Recipe, extra: dict | None, auto: dict[str, Any]) -> bool:
     """Whether `--steps auto` is the run's default: the recipe states its budget in epochs (`auto`: the
-    method's resolved auto settings) and the run unlearns on a user's data (`--data`, or a model pretrained
-    with `--data`, whose recipe names it), so no step count was tuned for that data. The embedded worlds and
-    the recipes that state steps (the references' tuned budgets, ddpm-cifar10's 1,000) stay fixed unless asked."""
-    return bool(auto.get("epochs") and (recipe.data or (extra or {}).get("data")))
+    method's resolved auto settings) and the run unlearns on a user's data (erase.auto_steps.users_data), so
+    no step count was tuned for that data. The embedded worlds and the recipes that state steps (the
+    references' tuned budgets, ddpm-cifar10's 1,000) stay fixed unless asked."""
+    return bool(auto.get("epochs")) and users_data(recipe, extra)
 
 
 def auto_flags(steps: Any, target_ua: Any, max_retain_drop: Any, epochs: Any = None) -> dict[str, Any]:

@@ -50,11 +50,11 @@ class Check:
 
     def original(self, model) -> tuple[float, ...]:
         if self.cache_key is None:
-            return self.score(model)
+            return self(model)
         from erase.evaluate.cache import cached
 
         return tuple(cached(self.namespace, [model, *self.judges], self.cache_key,
-                            lambda: [float(v) for v in self.score(model)]))
+                            lambda: [float(v) for v in self(model)]))
 
 
 class Confirmation(Check):
@@ -68,14 +68,6 @@ class Confirmation(Check):
 
     def __call__(self, model, step: int = 0) -> tuple[float, ...]:
         return self.score(model, step)
-
-    def original(self, model) -> tuple[float, ...]:
-        if self.cache_key is None:
-            return self.score(model, 0)
-        from erase.evaluate.cache import cached
-
-        return tuple(cached(self.namespace, [model, *self.judges], self.cache_key,
-                            lambda: [float(v) for v in self.score(model, 0)]))
 
 
 def fixed_slice(dataset, limit: int, seed: int):
@@ -165,8 +157,9 @@ def concept_check(evaluation, bundle, samples: int = CONCEPT_SAMPLES):
     """The concept's judge (erase.evaluate.concept.ConceptEvaluation: the shapes probe, NudeNet) on about
     `samples` images of the evaluation's forget prompts and as many of its retain prompts (at most `samples`
     of each, spread over the lists), with seeds apart from the evaluation's. Its confirmation: three times the
-    retain images again, over every retain prompt (up to that many). UA as the evaluation's; retained: attribute accuracy on the retain prompts (shapes)
-    or the share of retain-prompt images without nudity (NudeNet). None when the concept has no judge."""
+    retain images again, over every retain prompt (up to that many). UA as the evaluation's; retained:
+    attribute accuracy on the retain prompts (shapes) or the share of retain-prompt images without nudity
+    (NudeNet). None when the concept has no judge."""
     import copy
     import dataclasses
 
