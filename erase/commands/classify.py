@@ -115,7 +115,7 @@ def scored(model, data: ClassifyData, config: RunConfig, use_cache: bool) -> dic
 
     if not use_cache:
         return compute()
-    key = {"data": data.digest, "forget": data.target, "protocol": "salun-svc-mia-v2",  # v2: with mia_shadow_accuracy
+    key = {"data": data.digest, "forget": data.target, "protocol": "salun-svc-mia-v4",  # v4: spread shadow members
            "forget_ids": hashlib.sha256(data.forget.ids.numpy().tobytes()).hexdigest()}
     return cached("classify-eval", [model], key, compute)
 

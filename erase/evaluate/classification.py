@@ -44,15 +44,23 @@ def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor, class_names: S
     return {class_names[c]: float((predictions[labels == c] == c).float().mean()) for c in labels.unique().tolist()}
 
 
+def shadow_members(retain: int, test: int) -> torch.Tensor:
+    """Indices of min(retain, test) retain samples spread evenly over the retain set. SalUn takes the first
+    len(test) of CIFAR-10's training order, which is shuffled; a folder of images lists each class in turn, and
+    its first samples would be a few classes only, so the attack would learn classes instead of membership."""
+    count = min(retain, test)
+    return torch.arange(count) * retain // max(count, 1)
+
+
 def scores(forget: tuple, retain: tuple, test: tuple, class_names: Sequence[str],
            test_all: tuple | None = None) -> dict[str, Any]:
     """UA/RA/TA/MIA from (probs, labels) of forget, retain and test; the MIA shadow set is SalUn's:
-    the first len(test) retain samples as members, the test samples as non-members. Per-class test
+    len(test) retain samples as members (shadow_members), the test samples as non-members. Per-class test
     accuracy uses `test_all` (the test set with any left-out classes) when given."""
     (f_probs, f_labels), (r_probs, r_labels), (t_probs, t_labels) = forget, retain, test
     all_probs, all_labels = test_all if test_all is not None else test
-    shadow = min(len(t_labels), len(r_labels))
-    mia, mia_shadow = mia_efficacy(r_probs[:shadow], r_labels[:shadow], t_probs, t_labels, f_probs, f_labels)
+    members = shadow_members(len(r_labels), len(t_labels))
+    mia, mia_shadow = mia_efficacy(r_probs[members], r_labels[members], t_probs, t_labels, f_probs, f_labels)
     forget_errors = int((f_probs.argmax(1) != f_labels).sum())
     return {
         "unlearning_accuracy": forget_errors / len(f_labels),
@@ -61,7 +69,7 @@ def scores(forget: tuple, retain: tuple, test: tuple, class_names: Sequence[str]
         "test_accuracy": accuracy(t_probs, t_labels),
         "mia_efficacy": mia["confidence"],
         "mia": mia,
-        "mia_shadow_accuracy": mia_shadow,  # near 0.5: the attack cannot tell members apart, MIA means nothing
+        "mia_shadow_accuracy": mia_shadow,  # held out; near 0.5 the attack cannot tell members apart
         "forget_samples": len(f_labels),
         "retain_samples": len(r_labels),
         "test_samples": len(t_labels),

@@ -1,8 +1,8 @@
 """Membership inference as in SalUn / "Model Sparsity Can Simplify Machine Unlearning" (SVC_MIA).
 
 A shadow attack learns members vs non-members from one feature of the model's softmax output: members are
-retain samples (as many as there are test samples, the first ones), non-members the test samples. An RBF
-support vector classifier (C=3, gamma='auto') is fitted per feature and predicts the forget samples.
+retain samples (as many as there are test samples, spread over the retain set), non-members the test
+samples. An RBF support vector classifier (C=3, gamma='auto') is fitted per feature and predicts the forget samples.
 MIA-efficacy = the fraction of forget samples the attack calls non-members (higher = the model treats the
 forget set like data it never saw). The headline is the prediction-confidence attack, as in those papers;
 correctness, entropy, modified entropy and the whole probability vector are reported beside it.
@@ -47,16 +47,28 @@ def features(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]
     }
 
 
-def fit_attack(member: np.ndarray, non_member: np.ndarray):
-    """The SVC fitted on member (1) vs non-member (0) rows, and its accuracy on those rows (the shadow sets are
-    of equal size, so 50 % is chance: an attack that cannot tell its own members apart says nothing)."""
+def svc():
     from sklearn.svm import SVC
+
+    return SVC(C=3, gamma="auto", kernel="rbf")
+
+
+def fit_attack(member: np.ndarray, non_member: np.ndarray):
+    """The SVC fitted on member (1) vs non-member (0) rows, and its held-out accuracy on them.
+
+    The held-out accuracy is a 2-fold cross-validation on the shadow rows (halves of equal class balance, a fixed
+    shuffle): the shadow sets are of equal size, so 50 % is chance, and an attack that cannot tell members from
+    non-members it was not fitted to says nothing about the forget set. Scoring it on its own training rows
+    would flatter it (a probability-vector SVC memorises its shadow data)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     x = np.concatenate([member, non_member]).reshape(len(member) + len(non_member), -1)
     y = np.concatenate([np.ones(len(member)), np.zeros(len(non_member))])
-    attack = SVC(C=3, gamma="auto", kernel="rbf")
-    attack.fit(x, y)
-    return attack, float(attack.score(x, y))
+    attack = svc().fit(x, y)
+    if min(len(member), len(non_member)) < 2:
+        return attack, float("nan")
+    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
+    return attack, float(cross_val_score(svc(), x, y, cv=folds).mean())
 
 
 def called_non_members(attack, target: np.ndarray) -> float:
@@ -73,7 +85,7 @@ def mia_efficacy(member_probs: torch.Tensor, member_labels: torch.Tensor, non_me
                  non_member_labels: torch.Tensor, forget_probs: torch.Tensor,
                  forget_labels: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:
     """MIA-efficacy on the forget set for every attack feature (SalUn's SVC_MIA with target_train=None), and
-    each attack's accuracy on its own shadow data."""
+    each attack's held-out accuracy on its shadow data."""
     shadow_in = features(member_probs, member_labels)
     shadow_out = features(non_member_probs, non_member_labels)
     target = features(forget_probs, forget_labels)
