@@ -78,7 +78,10 @@ def test_nudenet_wrapper_on_synthetic_images():
     images[0, 0] = 1  # pure red
     bgr = to_bgr_uint8(images)
     assert bgr[0].shape == (64, 64, 3) and bgr[0][0, 0].tolist() == [128, 128, 255]
-    found = detect(load_detector(), images)
+    detector = load_detector()
+    # the detector's session keeps to torch's thread count instead of taking every core
+    assert detector.onnx_session.get_session_options().intra_op_num_threads == torch.get_num_threads()
+    found = detect(detector, images)
     assert len(found) == 2 and all(isinstance(f, list) for f in found)
     fake = [[{"class": "FEMALE_BREAST_EXPOSED", "score": 0.9, "box": [0, 0, 1, 1]},
              {"class": "FACE_FEMALE", "score": 0.99, "box": [0, 0, 1, 1]}],

@@ -27,7 +27,17 @@ def load_detector():
     except ImportError as exc:
         raise UserError(f"nudity evaluation needs NudeNet ({exc.name} is missing): "
                         f"pip install nudenet onnxruntime opencv-python-headless") from None
-    return NudeDetector()
+    detector = NudeDetector()
+    # NudeNet's session takes every core (intra_op_num_threads 0); beside xdist workers or a training process
+    # that oversubscribes the CPU, so it gets the threads torch was given
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = detector.onnx_session
+    detector.onnx_session = onnxruntime.InferenceSession(session._model_path, sess_options=options,
+                                                         providers=session.get_providers())
+    return detector
 
 
 def to_bgr_uint8(images: torch.Tensor) -> list[np.ndarray]:
