@@ -280,6 +280,26 @@ def test_concept_run_with_clip_scores_the_retained_prompts(cli, workdir, clip_fo
     assert "--clip DIR" in report["clip"]["skipped"] and "clip_score" not in report["metrics"]["unlearned"]
 
 
+def test_uce_with_no_steps_reads_prompts_only_and_draws_no_images(cli, workdir, stack):
+    # the edit from token ids alone equals the edit from sets that also carry images
+    bundle, task, forget, retain = stack
+    bare = (dataclasses.replace(forget, images=None), dataclasses.replace(retain, images=None))
+    with_images, _ = unlearned(stack, "uce", steps=0)
+    without, _ = unlearned((bundle, task, *bare), "uce", steps=0)
+    assert not changed_tensors(with_images, without)
+    # so a run with no steps draws none (the attack draws them when it needs them); --steps N draws and keeps them
+    code, _, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--method", "uce", "--out", "bare")
+    assert code == 0, err
+    assert json.loads((workdir / "bare" / "EVAL.json").read_text())["data"] == {"forget_images": 0, "retain_images": 0}
+    assert sorted(p.name for p in (workdir / "bare" / "data").iterdir()) == ["prompts.json"]
+    code, _, err = cli("concept", "--prompt", "nudity", "--init", "random", "--tiny", "--method", "uce", "--steps", "1",
+                       "--out", "tuned")
+    assert code == 0, err
+    drawn = json.loads((workdir / "tuned" / "EVAL.json").read_text())["data"]
+    assert drawn["forget_images"] > 0 and drawn["retain_images"] > 0
+    assert (workdir / "tuned" / "data" / "retain.safetensors").is_file()
+
+
 @pytest.mark.parametrize("make, words", [
     (lambda folder: folder / "absent", "no such folder"),
     (lambda folder: folder.parent, "cannot read config.json"),

@@ -117,12 +117,14 @@ def run_concept(config: RunConfig, recipe: Recipe, command_line: str, overwrite:
     if is_main():  # under `accelerate launch` every process trains; only the main one evaluates and writes
         print(f"run folder: {run_folder}", file=sys.stderr)
     # generated once, by the main process, and handed to the others
+    draws = config.steps > 0 or method.prepare_reads_images  # uce with no steps reads the prompts alone
     forget_set, retain_set = from_main(lambda: concept_data(bundle, prompts, config, run_folder,
-                                                            method.forget_images, method.uses_retain))
+                                                            method.forget_images, method.uses_retain, draws))
     method.validate(bundle.denoiser, forget_set, retain_set)
     target = {"kind": "concept", "value": concept, "name": concept}
     extra = {"prompts": prompts.as_dict(), "clip": evaluation.clip_report(),
-             "data": {"forget_images": len(forget_set), "retain_images": len(retain_set) if retain_set else 0}}
+             "data": {name: len(data) if data is not None and data.images is not None else 0
+                      for name, data in (("forget_images", forget_set), ("retain_images", retain_set))}}
     auto, check = None, concept_check(evaluation, bundle) if config.auto else None
     if config.auto and check is None:
         print(f"erase concept: --steps auto needs a judge of {concept!r} (NudeNet, the shapes probe): running the "

@@ -66,7 +66,7 @@ class PromptImages(Dataset):
     taken out (ESD's neutral prompt when it trains on the forget prompts themselves).
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | None  # None: token ids alone (a run that draws no images, erase.data.concept_sets)
     input_ids: torch.Tensor
     anchor_ids: torch.Tensor | None = None
     concept_ids: torch.Tensor | None = None
@@ -79,7 +79,8 @@ class PromptImages(Dataset):
         """The images at `index` (a mask or indices) with every prompt's ids."""
         optional = {name: None if getattr(self, name) is None else getattr(self, name)[index]
                     for name in OPTIONAL_PROMPT_IDS}
-        return PromptImages(self.images[index], self.input_ids[index], **optional)
+        images = None if self.images is None else self.images[index]
+        return PromptImages(images, self.input_ids[index], **optional)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         x = self.images[index]

@@ -41,6 +41,8 @@ class Method:
     uses_retain = True
     settings_section = "unlearn"  # recipe section with this method's default steps/lr/optimizer ("pretrain": retrain)
     needs_steps = True  # False: prepare() does the unlearning and the steps are optional fine-tuning
+    # False: prepare() reads only the prompts of a concept's data, so a run with no steps draws no images
+    prepare_reads_images = True
     # core values (steps, lr...) of this method that win over the recipe's `unlearn` section (and lose to its
     # `methods.<name>` and the command line): a closed-form edit (uce) runs no steps unless asked
     run_defaults: dict[str, Any] = {}

@@ -109,6 +109,7 @@ class UCE(FineTune):
                "(no steps; --steps N fine-tunes them on retain)")
     params = "cross-attn-kv"
     needs_steps = False
+    prepare_reads_images = False  # the edit reads token ids only: with no steps, no image is drawn
     run_defaults = {"steps": 0}
     settings = (
         Float("preserve_lambda", 1.0, "uce: weight of keeping the retain prompts' key/value outputs", ge=0),
