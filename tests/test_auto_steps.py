@@ -378,3 +378,14 @@ def test_a_second_concept_method_reuses_the_original_models_check(cli, workdir, 
     first, second = (r["checks"][0] for r in reports)
     assert first == second and first["step"] == 0
     assert len(list((workdir / "cache" / "auto-check").glob("*.pt"))) == 1  # one entry: the second run hit it
+
+
+def test_a_retain_only_method_that_never_forgets_a_generators_class_gets_a_hint():
+    from erase.runs.console import retain_only_hint
+
+    never = {"auto_steps": {"target_met": False}}
+    assert "ft trains on the retain data alone" in retain_only_hint({"method": "ft", **never})
+    assert retain_only_hint({"method": "ft", "auto_steps": {"target_met": True}}) is None
+    assert retain_only_hint({"method": "salun", **never}) is None  # has a forget objective: no such reason
+    assert retain_only_hint({"method": "uce", **never}) is None  # a closed-form edit: its edit is the forgetting
+    assert retain_only_hint({"method": "ft"}) is None  # fixed steps: no target to miss

@@ -12,7 +12,24 @@ def print_run_result(folder: Path) -> None:
     print(f"run folder: {folder}")
     print_metrics(report)
     print_auto_steps(report)
+    hint = retain_only_hint(report)
+    if hint:
+        print(hint)
     print(f"    total: {report['seconds']['total']:.0f} s")
+
+
+def retain_only_hint(report: dict[str, Any]) -> str | None:
+    """Why a generator run of a method that trains on the retain data alone (ft) did not forget: it never
+    touches the class's or prompt's conditioning, so no budget helps (docs/methods.md)."""
+    from erase.methods import method_class
+
+    auto = report.get("auto_steps") or {}
+    method = method_class(report["method"])
+    if not auto or auto.get("target_met") or method.uses_forget or not method.needs_steps:
+        return None
+    return (f"hint: {report['method']} trains on the retain data alone, which leaves a generator's class or "
+            f"prompt conditioning in place; a method with a forget objective (relabel, salun, sfron, igs) "
+            f"redirects it")
 
 
 def print_classify_result(folder: Path) -> None:
