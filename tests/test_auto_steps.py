@@ -389,3 +389,5 @@ def test_a_retain_only_method_that_never_forgets_a_generators_class_gets_a_hint(
     assert retain_only_hint({"method": "salun", **never}) is None  # has a forget objective: no such reason
     assert retain_only_hint({"method": "uce", **never}) is None  # a closed-form edit: its edit is the forgetting
     assert retain_only_hint({"method": "ft"}) is None  # fixed steps: no target to miss
+    assert retain_only_hint({"method": "theirs"}) is None  # `erase eval` of a model unlearned elsewhere
+    assert retain_only_hint({"method": "theirs", **never}) is None

@@ -21,11 +21,13 @@ def print_run_result(folder: Path) -> None:
 def retain_only_hint(report: dict[str, Any]) -> str | None:
     """Why a generator run of a method that trains on the retain data alone (ft) did not forget: it never
     touches the class's or prompt's conditioning, so no budget helps (docs/methods.md)."""
-    from erase.methods import method_class
+    from erase.methods import method_class, method_names
 
     auto = report.get("auto_steps") or {}
+    if not auto or auto.get("target_met") or report.get("method") not in method_names():
+        return None  # `erase eval` of a model unlearned elsewhere names its own method ("theirs")
     method = method_class(report["method"])
-    if not auto or auto.get("target_met") or method.uses_forget or not method.needs_steps:
+    if method.uses_forget or not method.needs_steps:
         return None
     return (f"hint: {report['method']} trains on the retain data alone, which leaves a generator's class or "
             f"prompt conditioning in place; a method with a forget objective (relabel, salun, sfron, igs) "
