@@ -155,17 +155,25 @@ class AutoStop:
         n, m = self.check.retained_samples, confirm.retained_samples
         record["confirmed"] = (n * record["retained"] + m * extra) / (n + m)
         if record["step"] > 0 and "confirmed" in self.checks[0]:
-            guard = max(self.max_retain_drop, 1 / (n + m))
-            record["guard"] = record["confirmed"] >= self.checks[0]["confirmed"] - guard - 1e-9
+            pooled_guard = self.guard_for(1 / (n + m))
+            record["guard"] = self.holds(record["confirmed"], self.checks[0]["confirmed"], pooled_guard)
 
     @property
     def guard(self) -> float:
-        """The retained points a kept check may lose: max_retain_drop, but never less than one sample of the
-        check (a guard finer than the check can see would refuse every model over one sample)."""
-        return max(self.max_retain_drop, getattr(self.check, "resolution", 0.0))
+        """The retained points a kept check may lose (guard_for the check's resolution)."""
+        return self.guard_for(getattr(self.check, "resolution", 0.0))
+
+    def guard_for(self, resolution: float) -> float:
+        """max_retain_drop, but never less than one sample of what was scored (a guard finer than the score
+        can see would refuse every model over one sample)."""
+        return max(self.max_retain_drop, resolution)
+
+    @staticmethod
+    def holds(retained: float, baseline: float, guard: float) -> bool:
+        return retained >= baseline - guard - 1e-9
 
     def within_guard(self, record: dict[str, Any]) -> bool:
-        return record["retained"] >= self.baseline - self.guard - 1e-9
+        return self.holds(record["retained"], self.baseline, self.guard)
 
     @property
     def baseline(self) -> float:

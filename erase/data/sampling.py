@@ -1,9 +1,11 @@
 """Deterministic per-step batches: batch k is a fixed function of (seed, k).
 
 Resuming at step k therefore needs no replay of the data stream, and every process of a multi-process run
-can take its own shard of the same global batch.
+can take its own shard of the same global batch. Also `spread`, an evenly spaced subset of grouped data.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -51,3 +53,12 @@ def step_loader(dataset: Dataset, batch_size: int, seed: int, start: int, stop: 
 def full_pass_loader(dataset: Dataset, batch_size: int) -> DataLoader:
     """Every item once, in order (saliency masks, Fisher estimates, evaluation)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0))
+
+
+def spread(items: Sequence, limit: int) -> list:
+    """At most `limit` items evenly spaced over `items`. Data are often grouped (an image folder lists one
+    class after another, t2i-shapes' retain prompts every circle, then every square, then every cross), and
+    the first `limit` would miss whole groups."""
+    if len(items) <= limit:
+        return list(items)
+    return [items[i * len(items) // limit] for i in range(limit)]

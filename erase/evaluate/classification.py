@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from erase.data.sampling import full_pass_loader
+from erase.data.sampling import full_pass_loader, spread
 from erase.evaluate.mia import mia_efficacy
 from erase.evaluate.probe import wilson_interval
 
@@ -48,8 +48,7 @@ def shadow_members(retain: int, test: int) -> torch.Tensor:
     """Indices of min(retain, test) retain samples spread evenly over the retain set. SalUn takes the first
     len(test) of CIFAR-10's training order, which is shuffled; a folder of images lists each class in turn, and
     its first samples would be a few classes only, so the attack would learn classes instead of membership."""
-    count = min(retain, test)
-    return torch.arange(count) * retain // max(count, 1)
+    return torch.tensor(spread(range(retain), test), dtype=torch.long)
 
 
 def scores(forget: tuple, retain: tuple, test: tuple, class_names: Sequence[str],

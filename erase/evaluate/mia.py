@@ -76,11 +76,6 @@ def called_non_members(attack, target: np.ndarray) -> float:
     return float(1 - attack.predict(target.reshape(len(target), -1)).mean())
 
 
-def non_member_rate(member: np.ndarray, non_member: np.ndarray, target: np.ndarray) -> float:
-    """Fit the SVC on member (1) vs non-member (0) rows; the fraction of `target` rows predicted 0."""
-    return called_non_members(fit_attack(member, non_member)[0], target)
-
-
 def mia_efficacy(member_probs: torch.Tensor, member_labels: torch.Tensor, non_member_probs: torch.Tensor,
                  non_member_labels: torch.Tensor, forget_probs: torch.Tensor,
                  forget_labels: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from erase.data.sampling import spread
+
 CLASSIFIER_CHECKS = 10  # checks over a budget: a classifier's check is a forward pass over ~1000 images
 GENERATOR_CHECKS = 5  # sampling costs a few training steps each
 CHECK_SLICE = 512  # classifiers: samples of the forget set and of the held-out set
@@ -143,14 +145,6 @@ def generator_check(bundle, probe, forget: Sequence[int], seed: int, batch_size:
 
 
 CONCEPT_SAMPLES = 24  # images of the forget prompts, and of the retain prompts
-
-
-def spread(prompts: list[str], limit: int) -> list[str]:
-    """At most `limit` prompts evenly spaced over the list: prompt files are often grouped (t2i-shapes' retain
-    prompts list every circle, then every square, then every cross), and the first `limit` would miss a group."""
-    if len(prompts) <= limit:
-        return list(prompts)
-    return [prompts[i * len(prompts) // limit] for i in range(limit)]
 
 
 def concept_check(evaluation, bundle, samples: int = CONCEPT_SAMPLES):
